@@ -1,0 +1,59 @@
+"""The command line every service shares: migrate, api, worker."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+from shardz_common.settings import ServiceSettings
+
+
+def _load(path: str) -> Callable[..., object]:
+    module, _, attr = path.partition(":")
+    fn: Callable[..., object] = getattr(importlib.import_module(module), attr)
+    return fn
+
+
+def run_cli(
+    argv: list[str],
+    *,
+    settings: ServiceSettings,
+    service_root: Path,
+    app_factory: str,
+    worker_spec: str,
+    extra: dict[str, Callable[[], None]] | None = None,
+) -> None:
+    commands = ["migrate", "api", "worker", *(extra or {})]
+    if len(argv) != 1 or argv[0] not in commands:
+        raise SystemExit(f"usage: {settings.service_name} {{{'|'.join(commands)}}}")
+    cmd = argv[0]
+    if cmd == "migrate":
+        from shardz_common.migrate import upgrade
+
+        upgrade(service_root, settings.database_url)
+    elif cmd == "api":
+        import uvicorn
+
+        uvicorn.run(
+            app_factory,
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            access_log=False,
+            proxy_headers=True,
+            forwarded_allow_ips="127.0.0.1",
+            http="httptools",
+            loop="uvloop",
+            lifespan="on",
+            log_config=None,
+        )
+    elif cmd == "worker":
+        from shardz_common.worker import WorkerSpec, run_worker
+
+        spec = _load(worker_spec)()
+        assert isinstance(spec, WorkerSpec)
+        asyncio.run(run_worker(spec))
+    else:
+        (extra or {})[cmd]()

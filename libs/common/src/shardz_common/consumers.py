@@ -1,0 +1,162 @@
+"""Event consumers: one durable quorum queue each, inbox de-duplication, ack after commit.
+
+A handler runs inside a transaction that also records the CloudEvent id in the inbox, so a
+redelivered event changes nothing. A failing handler's message is requeued; after the
+queue's delivery limit the broker dead-letters it to `<queue>.dead`. A message that cannot
+be parsed goes to the dead-letter queue at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from opentelemetry import trace
+from prometheus_client import Counter
+from pydantic import ValidationError
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shardz_common.events.base import CloudEvent, Event
+from shardz_common.telemetry import extract_context, tracer
+
+log = structlog.get_logger(__name__)
+HANDLED = Counter("events_handled_total", "Events handled", ["consumer", "outcome"])
+
+E = TypeVar("E", bound=Event)
+Handler = Callable[[E, AsyncSession], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Consumer(Generic[E]):
+    name: str
+    model: type[E]
+    handler: Handler[E]
+
+    @property
+    def routing_key(self) -> str:
+        return self.model.event_type
+
+
+def consumer(name: str, model: type[E]) -> Callable[[Handler[E]], Consumer[E]]:
+    """Declare a handler of `model` events fed by the durable queue `name`."""
+
+    def wrap(fn: Handler[E]) -> Consumer[E]:
+        return Consumer(name=name, model=model, handler=fn)
+
+    return wrap
+
+
+def queue_arguments(name: str, dead_letter_exchange: str, delivery_limit: int) -> dict[str, Any]:
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": delivery_limit,
+        "x-dead-letter-exchange": dead_letter_exchange,
+        "x-dead-letter-routing-key": name,
+        # at-least-once dead-lettering: a poison message is never silently dropped
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        consumers: Sequence[Consumer[Any]],
+        sessionmaker: async_sessionmaker[AsyncSession],
+        inbox: Table,
+        *,
+        amqp_url: str,
+        exchange: str,
+        dead_letter_exchange: str,
+        prefetch: int = 64,
+        delivery_limit: int = 5,
+    ) -> None:
+        self.consumers = consumers
+        self.sessionmaker = sessionmaker
+        self.inbox = inbox
+        self.amqp_url = amqp_url
+        self.exchange = exchange
+        self.dead_letter_exchange = dead_letter_exchange
+        self.prefetch = prefetch
+        self.delivery_limit = delivery_limit
+        self.connection: AbstractRobustConnection | None = None
+
+    async def start(self) -> None:
+        self.connection = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1)
+        channel = await self.connection.channel()
+        await channel.set_qos(prefetch_count=self.prefetch)
+        exchange = await channel.declare_exchange(
+            self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        dlx = await channel.declare_exchange(
+            self.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        for c in self.consumers:
+            dead = await channel.declare_queue(
+                f"{c.name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
+            )
+            await dead.bind(dlx, routing_key=c.name)
+            queue = await channel.declare_queue(
+                c.name,
+                durable=True,
+                arguments=queue_arguments(c.name, self.dead_letter_exchange, self.delivery_limit),
+            )
+            await queue.bind(exchange, routing_key=c.routing_key)
+            await queue.consume(self._callback(c))
+            log.info("consuming", queue=c.name, routing_key=c.routing_key)
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            await self.connection.close()
+
+    def _callback(self, c: Consumer[Any]) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            await self.handle(c, message)
+
+        return on_message
+
+    async def handle(self, c: Consumer[Any], message: AbstractIncomingMessage) -> None:
+        try:
+            ce = CloudEvent.model_validate_json(message.body)
+            event = c.model.model_validate(ce.data)
+        except ValidationError as exc:
+            log.error("malformed event dead-lettered", queue=c.name, errors=exc.error_count())
+            HANDLED.labels(c.name, "malformed").inc()
+            await message.reject(requeue=False)
+            return
+        ctx = extract_context(message.headers or {})
+        with tracer.start_as_current_span(
+            f"{c.name} process", context=ctx, kind=trace.SpanKind.CONSUMER
+        ) as span:
+            span.set_attribute("messaging.message.id", ce.id)
+            try:
+                fresh = await self.apply(c, ce.id, event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("handler failed; requeued", queue=c.name, event_id=ce.id)
+                HANDLED.labels(c.name, "failed").inc()
+                await message.nack(requeue=True)
+                return
+        HANDLED.labels(c.name, "applied" if fresh else "duplicate").inc()
+        await message.ack()
+
+    async def apply(self, c: Consumer[Any], event_id: str, event: Event) -> bool:
+        """Run the handler once per event id; returns False for a duplicate."""
+        async with self.sessionmaker() as session, session.begin():
+            first = await session.execute(
+                insert(self.inbox)
+                .values(consumer=c.name, event_id=event_id)
+                .on_conflict_do_nothing()
+                .returning(self.inbox.c.event_id)
+            )
+            if first.first() is None:
+                return False
+            await c.handler(event, session)
+            return True

@@ -1,0 +1,52 @@
+"""Settings shared by every service. Each service subclasses ServiceSettings with its prefix."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PlatformSettings(BaseSettings):
+    """Platform-wide settings (CONTRACT section 10), read from PLATFORM_* variables."""
+
+    model_config = SettingsConfigDict(env_prefix="PLATFORM_", extra="ignore")
+
+    base_domain: str = "localhost"
+    gateway_port: int = 8080
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    events_exchange: str = "platform.events"
+    dead_letter_exchange: str = "platform.dlx"
+    free_plan_databases: int = 3
+    free_plan_storage_bytes: int = 1_073_741_824
+    identity_url: str = "http://127.0.0.1:8101"
+    provisioner_url: str = "http://127.0.0.1:8102"
+    jwt_issuer: str = "smallshardz-identity"
+    jwt_audience: str = "smallshardz"
+    otlp_endpoint: str | None = None
+    log_level: str = "INFO"
+
+
+class InternalSecrets(BaseSettings):
+    """Per-service secrets that authenticate /internal calls (callee verifies its own)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    identity_internal_secret: str = Field(default="dev-identity-internal-secret")
+    provisioner_internal_secret: str = Field(default="dev-provisioner-internal-secret")
+
+
+class ServiceSettings(BaseSettings):
+    """Base for a service's own settings; subclasses set env_prefix, e.g. IDENTITY_."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    service_name: str = "service"
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/shardz"
+    host: str = "127.0.0.1"
+    port: int = 8100
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    # Seconds an API-key introspection answer is cached; keeps revocation under 2 s.
+    api_key_cache_seconds: float = 1.0
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
+    secrets: InternalSecrets = Field(default_factory=InternalSecrets)

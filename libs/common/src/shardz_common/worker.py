@@ -1,0 +1,97 @@
+"""A service's worker process: consumers, the outbox relay and periodic jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import Table, delete, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shardz_common.consumers import Consumer, ConsumerRunner
+from shardz_common.db import make_engine, make_sessionmaker
+from shardz_common.logging import configure_logging
+from shardz_common.relay import OutboxRelay
+from shardz_common.settings import ServiceSettings
+from shardz_common.telemetry import configure_tracing
+
+log = structlog.get_logger(__name__)
+
+Job = Callable[[async_sessionmaker[AsyncSession]], Awaitable[None]]
+
+
+@dataclass
+class Periodic:
+    name: str
+    every_seconds: float
+    job: Job
+
+
+@dataclass
+class WorkerSpec:
+    settings: ServiceSettings
+    outbox: Table
+    inbox: Table
+    consumers: Sequence[Consumer[Any]] = ()
+    jobs: Sequence[Periodic] = field(default_factory=list)
+
+
+async def _every(spec: Periodic, sessions: async_sessionmaker[AsyncSession]) -> None:
+    while True:
+        try:
+            await spec.job(sessions)
+        except Exception:
+            log.exception("periodic job failed", job=spec.name)
+        await asyncio.sleep(spec.every_seconds)
+
+
+def _cleanup_job(outbox: Table, inbox: Table) -> Periodic:
+    async def cleanup(sessions: async_sessionmaker[AsyncSession]) -> None:
+        async with sessions() as s, s.begin():
+            await s.execute(
+                delete(outbox).where(outbox.c.sent_at < text("now() - interval '3 days'"))
+            )
+            await s.execute(
+                delete(inbox).where(inbox.c.received_at < text("now() - interval '14 days'"))
+            )
+
+    return Periodic("outbox-inbox-cleanup", 3600, cleanup)
+
+
+async def run_worker(spec: WorkerSpec) -> None:
+    s = spec.settings
+    configure_logging(f"{s.service_name}-worker", s.platform.log_level)
+    configure_tracing(f"{s.service_name}-worker", s.platform.otlp_endpoint)
+    engine: AsyncEngine = make_engine(s.database_url, s.db_pool_size, s.db_max_overflow)
+    sessions = make_sessionmaker(engine)
+    relay = OutboxRelay(engine, spec.outbox, s.platform.amqp_url, s.platform.events_exchange)
+    runner = ConsumerRunner(
+        spec.consumers, sessions, spec.inbox,
+        amqp_url=s.platform.amqp_url,
+        exchange=s.platform.events_exchange,
+        dead_letter_exchange=s.platform.dead_letter_exchange,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
+    if spec.consumers:
+        await runner.start()
+    for job in [*spec.jobs, _cleanup_job(spec.outbox, spec.inbox)]:
+        tasks.append(asyncio.create_task(_every(job, sessions), name=job.name))
+    log.info("worker started", consumers=[c.name for c in spec.consumers])
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for t in done:
+        if t is not stopper and t.exception():
+            log.error("worker task died", task=t.get_name(), error=repr(t.exception()))
+    for t in tasks:
+        t.cancel()
+    await runner.close()
+    await engine.dispose()
+    log.info("worker stopped")

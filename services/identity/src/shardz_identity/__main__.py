@@ -1,0 +1,46 @@
+"""`python -m shardz_identity migrate|api|worker|rotate-signing-key`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+SERVICE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def main() -> None:
+    from shardz_common.cli import run_cli
+    from shardz_identity.config import IdentitySettings
+
+    run_cli(
+        sys.argv[1:],
+        settings=IdentitySettings(),
+        service_root=SERVICE_ROOT,
+        app_factory="shardz_identity.main:create_app",
+        worker_spec="shardz_identity.worker:spec",
+        extra={"rotate-signing-key": _rotate},
+    )
+
+
+def _rotate() -> None:
+    from cryptography.fernet import Fernet
+
+    from shardz_common.db import make_engine, make_sessionmaker
+    from shardz_identity.config import IdentitySettings
+    from shardz_identity.services.keyring import rotate
+
+    settings = IdentitySettings()
+
+    async def go() -> None:
+        engine = make_engine(settings.database_url)
+        async with make_sessionmaker(engine)() as s, s.begin():
+            kid = await rotate(s, Fernet(settings.secret_key.encode()))
+        await engine.dispose()
+        print(kid)
+
+    asyncio.run(go())
+
+
+if __name__ == "__main__":
+    main()

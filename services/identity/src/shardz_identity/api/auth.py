@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from shardz_common.auth import AdminUser
+from shardz_common.db import SessionDep
+from shardz_identity.deps import AddressDep, LimiterDep, TokensDep
+from shardz_identity.domain.models import Credentials, LoginBody, RefreshBody, SignupOut, TokenPair
+from shardz_identity.services import accounts, keyring
+
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+
+@router.post("/signup", status_code=201, response_model=SignupOut)
+async def signup(body: Credentials, session: SessionDep, tokens: TokensDep) -> SignupOut:
+    return await accounts.signup(session, tokens, body)
+
+
+@router.post("/login", response_model=TokenPair)
+async def login(
+    body: LoginBody, session: SessionDep, tokens: TokensDep, limiter: LimiterDep,
+    address: AddressDep,
+) -> TokenPair:
+    return await accounts.login(session, tokens, limiter, body, address)
+
+
+@router.post("/refresh", response_model=TokenPair)
+async def refresh(body: RefreshBody, session: SessionDep, tokens: TokensDep) -> TokenPair:
+    return await tokens.refresh(session, body.refresh_token)
+
+
+@router.post("/logout", status_code=204)
+async def logout(body: RefreshBody, session: SessionDep, tokens: TokensDep) -> Response:
+    await tokens.logout(session, body.refresh_token)
+    return Response(status_code=204)
+
+
+@router.post("/signing-keys/rotate", status_code=200)
+async def rotate_signing_key(
+    session: SessionDep, tokens: TokensDep, admin: AdminUser
+) -> dict[str, str]:
+    """Administrators: start signing with a new key; the old one stays in the JWKS."""
+    kid = await keyring.rotate(session, tokens.keyring.fernet)
+    return {"kid": kid}

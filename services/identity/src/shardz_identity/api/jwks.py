@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+router = APIRouter(tags=["keys"])
+
+
+@router.get("/.well-known/jwks.json")
+async def jwks(request: Request) -> JSONResponse:
+    keys: dict[str, Any] = (await request.app.state.keyring.keys()).jwks
+    return JSONResponse(keys, headers={"Cache-Control": "public, max-age=60"})

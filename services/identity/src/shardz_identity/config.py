@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from shardz_common.settings import ServiceSettings
+
+
+class IdentitySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="IDENTITY_", extra="ignore")
+
+    service_name: str = "identity"
+    port: int = 8101
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/shardz_identity"
+    # Fernet key that encrypts signing keys at rest; make dev generates one.
+    secret_key: str = "yZpjwzJ0m7KfB7p9hQkKq1y0l3m8x6n2W4t5u7v9A1c="
+    bootstrap_admin_email: str | None = None
+    bootstrap_admin_password: str | None = None
+    access_token_seconds: int = 900
+    refresh_token_days: int = 30
+    signing_key_overlap_seconds: int = 86_400
+    login_window_seconds: int = 900
+    login_max_failures_per_account: int = 5
+    login_max_failures_per_address: int = 50
+    # Where OAuth providers send the browser back: the public API host.
+    public_url: str = "http://api.localhost:8080"
+    github_client_id: str | None = None
+    github_client_secret: str | None = None
+    github_authorize_url: str = "https://github.com/login/oauth/authorize"
+    github_token_url: str = "https://github.com/login/oauth/access_token"
+    github_api_url: str = "https://api.github.com"
+    google_client_id: str | None = None
+    google_client_secret: str | None = None
+    google_discovery_url: str = "https://accounts.google.com/.well-known/openid-configuration"

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from shardz_identity.config import IdentitySettings
+from shardz_identity.services.ratelimit import LoginLimiter
+from shardz_identity.services.tokens import TokenService
+
+
+def _tokens(request: Request) -> TokenService:
+    svc: TokenService = request.app.state.tokens
+    return svc
+
+
+def _limiter(request: Request) -> LoginLimiter:
+    limiter: LoginLimiter = request.app.state.limiter
+    return limiter
+
+
+def _settings(request: Request) -> IdentitySettings:
+    settings: IdentitySettings = request.app.state.settings
+    return settings
+
+
+def client_address(request: Request) -> str:
+    # uvicorn applies X-Forwarded-For only from the trusted gateway address.
+    return request.client.host if request.client else "unknown"
+
+
+TokensDep = Annotated[TokenService, Depends(_tokens)]
+LimiterDep = Annotated[LoginLimiter, Depends(_limiter)]
+SettingsDep = Annotated[IdentitySettings, Depends(_settings)]
+AddressDep = Annotated[str, Depends(client_address)]

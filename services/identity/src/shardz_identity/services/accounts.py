@@ -1,0 +1,112 @@
+"""Sign-up, sign-in, the current user and account deletion."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shardz_common.auth import Principal
+from shardz_common.errors import Conflict, Unauthenticated
+from shardz_common.events import ApiKeyRevoked, UserCreated, UserDeleted
+from shardz_identity.db.tables import ApiKey, User
+from shardz_identity.domain.models import Credentials, LoginBody, SignupOut, TokenPair, UserOut
+from shardz_identity.services.events import emit
+from shardz_identity.services.passwords import hash_password, verify_password
+from shardz_identity.services.ratelimit import LoginLimiter
+from shardz_identity.services.tokens import TokenService
+
+
+class WrongCredentials(Unauthenticated):
+    commit = True  # the failure count must stick although the answer is 401
+
+
+def email_key(email: str) -> str:
+    return email.strip().lower()
+
+
+async def find_live_user(session: AsyncSession, email: str) -> User | None:
+    stmt = select(User).where(
+        func.lower(User.email) == email_key(email), User.status != "deleted"
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def create_user(
+    session: AsyncSession, email: str, password_hash: str | None, role: str = "user"
+) -> User:
+    if await find_live_user(session, email) is not None:
+        raise Conflict("this e-mail is already registered")
+    user = User(id=uuid.uuid4(), email=email.strip(), password_hash=password_hash, role=role)
+    session.add(user)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:  # a concurrent sign-up won the race
+        raise Conflict("this e-mail is already registered") from exc
+    emit(session, UserCreated(user_id=user.id, email=user.email), user.id)
+    return user
+
+
+async def signup(session: AsyncSession, tokens: TokenService, body: Credentials) -> SignupOut:
+    user = await create_user(session, str(body.email), await hash_password(body.password))
+    pair = await tokens.issue(session, user)
+    return SignupOut(
+        user=UserOut(id=user.id, email=user.email, created_at=user.created_at),
+        **pair.model_dump(),
+    )
+
+
+async def login(
+    session: AsyncSession,
+    tokens: TokenService,
+    limiter: LoginLimiter,
+    body: LoginBody,
+    address: str,
+) -> TokenPair:
+    key = email_key(body.email)
+    await limiter.check(session, key, address)
+    user = await find_live_user(session, body.email)
+    ok = await verify_password(user.password_hash if user else None, body.password)
+    if not ok or user is None:
+        limiter.record_failure(session, key, address)
+        raise WrongCredentials("wrong e-mail or password")
+    await limiter.clear(session, key)
+    return await tokens.issue(session, user)
+
+
+async def get_active(session: AsyncSession, principal: Principal) -> User:
+    user = await session.get(User, principal.id)
+    if user is None or user.status == "deleted":
+        raise Unauthenticated("account no longer exists")
+    return user
+
+
+async def delete_account(session: AsyncSession, tokens: TokenService, principal: Principal) -> None:
+    user = await get_active(session, principal)
+    now = datetime.now(UTC)
+    user.status = "deleted"
+    user.deleted_at = now
+    user.password_hash = None
+    await tokens.revoke_all_for(session, user.id)
+    revoked = (
+        await session.execute(
+            update(ApiKey)
+            .where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .returning(ApiKey.id)
+        )
+    ).scalars().all()
+    for key_id in revoked:
+        emit(session, ApiKeyRevoked(key_id=key_id, user_id=user.id), user.id)
+    emit(session, UserDeleted(user_id=user.id), user.id)
+
+
+async def set_status(session: AsyncSession, user_id: uuid.UUID, status: str) -> None:
+    """Reflect billing's account.* events; a deleted account stays deleted."""
+    await session.execute(
+        update(User).where(User.id == user_id, User.status != "deleted").values(status=status)
+    )

@@ -1,0 +1,28 @@
+"""First start: a signing key and the bootstrap administrator, once across replicas."""
+
+from __future__ import annotations
+
+from cryptography.fernet import Fernet
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shardz_identity.config import IdentitySettings
+from shardz_identity.db.tables import SigningKey
+from shardz_identity.services.accounts import create_user, find_live_user
+from shardz_identity.services.keyring import new_signing_key
+from shardz_identity.services.passwords import hash_password
+
+
+async def bootstrap(
+    sessions: async_sessionmaker[AsyncSession], settings: IdentitySettings, fernet: Fernet
+) -> None:
+    async with sessions() as s, s.begin():
+        await s.execute(text("SELECT pg_advisory_xact_lock(7412002)"))
+        active = (
+            await s.execute(select(SigningKey.kid).where(SigningKey.retired_at.is_(None)))
+        ).first()
+        if active is None:
+            s.add(new_signing_key(fernet))
+        email, password = settings.bootstrap_admin_email, settings.bootstrap_admin_password
+        if email and password and await find_live_user(s, email) is None:
+            await create_user(s, email, await hash_password(password), role="admin")
