@@ -1,0 +1,1 @@
+"""Test support: real PostgreSQL databases and RabbitMQ probes, each test's data its own."""
