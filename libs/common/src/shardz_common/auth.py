@@ -46,7 +46,7 @@ class KeySource(Protocol):
 class JWKSKeySource:
     """Keys from a JWKS URL, cached; an unknown kid triggers at most one refetch per interval."""
 
-    def __init__(self, url: str, client: httpx.AsyncClient, min_refetch_seconds: float = 10.0):
+    def __init__(self, url: str, client: httpx.AsyncClient, min_refetch_seconds: float = 1.0):
         self.url = url
         self.client = client
         self.min_refetch = min_refetch_seconds
@@ -58,9 +58,16 @@ class JWKSKeySource:
         key = self._keys.get(kid)
         if key is not None:
             return key
+        # Single-flight and at most one fetch per interval: a flood of made-up kids cannot
+        # hammer identity, while a freshly rotated key is picked up within the interval.
+        seen = self._fetched_at
         async with self._lock:
-            if kid not in self._keys and time.monotonic() - self._fetched_at >= self.min_refetch:
-                await self._refresh()
+            if kid not in self._keys and self._fetched_at == seen:
+                wait = self.min_refetch - (time.monotonic() - self._fetched_at)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                if kid not in self._keys:
+                    await self._refresh()
         return self._keys.get(kid)
 
     async def _refresh(self) -> None:

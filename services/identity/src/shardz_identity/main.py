@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shardz_common.app import create_service_app
 from shardz_common.auth import Authenticator, Principal, TokenVerifier
 from shardz_common.errors import Unauthenticated
-from shardz_identity.api import api_keys, auth, internal, jwks, users
+from shardz_identity.api import api_keys, auth, internal, jwks, oauth, users
 from shardz_identity.config import IdentitySettings
 from shardz_identity.services import api_keys as api_key_service
 from shardz_identity.services.bootstrap import bootstrap
@@ -56,7 +56,10 @@ def create_app(settings: IdentitySettings | None = None) -> FastAPI:
     return create_service_app(
         settings,
         title="SmallShardz identity",
-        routers=[auth.router, users.router, api_keys.router, jwks.router, internal.router],
+        routers=[
+            auth.router, oauth.router, users.router, api_keys.router, jwks.router,
+            internal.router,
+        ],
         on_startup=startup,
         authenticator=authenticator,
     )

@@ -10,5 +10,6 @@ router = APIRouter(tags=["keys"])
 
 @router.get("/.well-known/jwks.json")
 async def jwks(request: Request) -> JSONResponse:
-    keys: dict[str, Any] = (await request.app.state.keyring.keys()).jwks
+    # Read fresh: a rotation must show here at once; verifiers cache this document.
+    keys: dict[str, Any] = (await request.app.state.keyring.keys(force=True)).jwks
     return JSONResponse(keys, headers={"Cache-Control": "public, max-age=60"})

@@ -1,0 +1,49 @@
+"""CLI: `python -m shardz_devstack up|status|migrate|env|gateway-config|stop-tenant`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from shardz_devstack import gateway
+from shardz_devstack.config import StackConfig
+from shardz_devstack.dev import main_dev, status, stop_tenant
+from shardz_devstack.stack import prepare
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="shardz_devstack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="prepare and run the whole dev stack in the foreground")
+    sub.add_parser("status", help="show whether the dev stack runs and what answers")
+    sub.add_parser("migrate", help="create databases, start the tenant cluster, migrate")
+    sub.add_parser("env", help="print the services' environment (contains secrets)")
+    sub.add_parser("gateway-config", help="render the nginx config and print its path")
+    sub.add_parser("stop-tenant", help="stop the dev tenant Postgres cluster")
+    args = parser.parse_args(argv)
+
+    config = StackConfig.dev()
+    if args.command == "up":
+        return main_dev(config)
+    if args.command == "status":
+        return status(config)
+    if args.command in ("migrate", "env"):
+        stack = prepare(config, overrides=os.environ)
+        if args.command == "env":
+            for key, value in sorted(stack.env.items()):
+                print(f"{key}={value}")
+        else:
+            print(f"migrated: {', '.join(config.services) or '(no services installed)'}")
+        return 0
+    if args.command == "gateway-config":
+        print(gateway.write_config(config))
+        return 0
+    if args.command == "stop-tenant":
+        stop_tenant(config)
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

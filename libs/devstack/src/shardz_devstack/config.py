@@ -1,0 +1,145 @@
+"""What a local stack looks like: ports, names, paths. Dev and test stacks differ only here."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Every service the platform knows, in start order, with its dev port.
+KNOWN_SERVICES: dict[str, int] = {
+    "identity": 8101,
+    "provisioner": 8102,
+    "storage": 8103,
+    "billing": 8104,
+    "terminal": 8105,
+}
+
+
+def repo_root() -> Path:
+    """The workspace root: the nearest parent holding a `uv.lock`."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "uv.lock").exists():
+            return parent
+    return Path.cwd()
+
+
+def installed_services() -> tuple[str, ...]:
+    """Services whose package can be run with `python -m shardz_<svc>`."""
+    found = []
+    for name in KNOWN_SERVICES:
+        try:
+            if importlib.util.find_spec(f"shardz_{name}.__main__") is not None:
+                found.append(name)
+        except ImportError:
+            continue
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class SeaweedPorts:
+    s3: int = 8333
+    master: int = 9333
+    volume: int = 9340
+    filer: int = 8888
+    admin: int = 23646
+    grpc_offset: int = 20000  # each component's gRPC port is its HTTP port plus this
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """One local platform. `dev()` and `test()` give the two stacks that may run side by side."""
+
+    name: str = "dev"
+    data_dir: Path = field(default_factory=lambda: repo_root() / ".data")
+    base_domain: str = "localhost"
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    gateway_workers: int = 1
+    service_ports: dict[str, int] = field(default_factory=lambda: dict(KNOWN_SERVICES))
+    services: tuple[str, ...] = field(default_factory=installed_services)
+    db_prefix: str = "shardz_"
+    control_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    amqp_host: str = "127.0.0.1"
+    amqp_port: int = 5672
+    amqp_vhost: str = "/"
+    tenant_pg_port: int = 5433
+    seaweed: SeaweedPorts = field(default_factory=SeaweedPorts)
+    # A test stack starts from empty databases and an empty tenant cluster every session.
+    fresh: bool = False
+
+    @classmethod
+    def dev(cls) -> StackConfig:
+        """The `make dev` stack; the contract's PLATFORM_* variables override the defaults."""
+        env = os.environ
+        services = env.get("DEVSTACK_SERVICES")
+        return cls(
+            data_dir=Path(env.get("DEVSTACK_DATA_DIR", str(repo_root() / ".data"))),
+            base_domain=env.get("PLATFORM_BASE_DOMAIN", "localhost"),
+            gateway_host=env.get("DEVSTACK_GATEWAY_HOST", "127.0.0.1"),
+            gateway_port=int(env.get("PLATFORM_GATEWAY_PORT", "8080")),
+            gateway_workers=int(env.get("DEVSTACK_GATEWAY_WORKERS", "1")),
+            services=tuple(services.split(",")) if services else installed_services(),
+            service_ports={
+                name: int(env.get(f"{name.upper()}_PORT", str(port)))
+                for name, port in KNOWN_SERVICES.items()
+            },
+        )
+
+    @classmethod
+    def test(cls, slot: int = 0, vhost: str | None = None) -> StackConfig:
+        """Ports, names and data that never collide with a running dev stack. Each `slot`
+        (0-3) is a separate stack, so several pytest sessions can run at once."""
+        shift = 1000 * slot
+        suffix = "" if slot == 0 else str(slot)
+        return cls(
+            name=f"test{suffix}",
+            data_dir=repo_root() / ".data" / f"test{suffix}",
+            gateway_port=18080 + shift,
+            service_ports={name: port + 10000 + shift for name, port in KNOWN_SERVICES.items()},
+            db_prefix=f"shardz_test{suffix}_",
+            amqp_vhost=vhost or f"shardz-test-{os.urandom(4).hex()}",
+            tenant_pg_port=15433 + shift,
+            seaweed=SeaweedPorts(
+                s3=18333 + shift,
+                master=18334 + shift,
+                volume=18335 + shift,
+                filer=18336 + shift,
+                admin=18337 + shift,
+                grpc_offset=10,
+            ),
+            fresh=True,
+        )
+
+    def listen_ports(self) -> dict[str, int]:
+        """Every TCP port this stack's own processes will listen on, by label."""
+        ports = {f"{s} api": self.port(s) for s in self.services}
+        ports["gateway"] = self.gateway_port
+        ports["s3"] = self.seaweed.s3
+        ports["seaweed master"] = self.seaweed.master
+        ports["seaweed volume"] = self.seaweed.volume
+        ports["seaweed filer"] = self.seaweed.filer
+        ports["seaweed admin"] = self.seaweed.admin
+        return ports
+
+    def port(self, service: str) -> int:
+        return self.service_ports[service]
+
+    def internal_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.port(service)}"
+
+    def database_name(self, service: str) -> str:
+        return f"{self.db_prefix}{service}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.data_dir / "secrets.env"
+
+    def tenant_dir(self, index: int = 1) -> Path:
+        return self.data_dir / f"tenant-pg-{index}"

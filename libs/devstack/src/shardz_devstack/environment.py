@@ -1,0 +1,43 @@
+"""The environment every service process gets: ports, DSNs, URLs and the generated secrets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from shardz_devstack.config import KNOWN_SERVICES, StackConfig
+from shardz_devstack.postgres import TenantCluster, clusters_json
+from shardz_devstack.rabbit import amqp_url
+from shardz_devstack.seaweed import s3_endpoint
+
+
+def control_database_url(config: StackConfig, service: str) -> str:
+    base = config.control_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    return f"{base}/{config.database_name(service)}"
+
+
+def service_env(
+    config: StackConfig,
+    secrets: Mapping[str, str],
+    clusters: list[TenantCluster],
+    overrides: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """All variables the services read. `overrides` (the caller's environment in dev) wins."""
+    env: dict[str, str] = {k: v for k, v in secrets.items() if not k.startswith("DEVSTACK_")}
+    env.update(
+        {
+            "PLATFORM_BASE_DOMAIN": config.base_domain,
+            "PLATFORM_GATEWAY_PORT": str(config.gateway_port),
+            "PLATFORM_AMQP_URL": amqp_url(config.amqp_host, config.amqp_port, config.amqp_vhost),
+            "PROVISIONER_TENANT_CLUSTERS": clusters_json(clusters),
+            "STORAGE_S3_ENDPOINT": s3_endpoint(config),
+            "STORAGE_S3_REGION": "us-east-1",
+        }
+    )
+    for service in KNOWN_SERVICES:
+        upper = service.upper()
+        env[f"{upper}_PORT"] = str(config.port(service))
+        env[f"{upper}_DATABASE_URL"] = control_database_url(config, service)
+        env[f"PLATFORM_{upper}_URL"] = config.internal_url(service)
+    if overrides:
+        env.update({k: v for k, v in overrides.items() if k in env})
+    return env

@@ -1,0 +1,50 @@
+"""RabbitMQ vhosts: the dev stack uses `/`, each test session a vhost of its own."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from urllib.parse import quote
+
+RABBITMQCTL = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+
+
+def amqp_url(host: str, port: int, vhost: str) -> str:
+    path = "" if vhost == "/" else quote(vhost, safe="")
+    return f"amqp://guest:guest@{host}:{port}/{path}"
+
+
+def _rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 (our own argv)
+        [RABBITMQCTL, "-q", *args], capture_output=True, text=True, check=False, timeout=60
+    )
+
+
+def add_vhost(vhost: str) -> None:
+    if vhost == "/":
+        return
+    result = _rabbitmqctl("add_vhost", vhost)
+    if result.returncode != 0 and "already exists" not in result.stderr:
+        raise RuntimeError(f"rabbitmqctl add_vhost {vhost} failed: {result.stderr}")
+    result = _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    if result.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl set_permissions on {vhost} failed: {result.stderr}")
+
+
+def delete_vhost(vhost: str) -> None:
+    if vhost != "/":
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+def wait_for_port(host: str, port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing answers on {host}:{port}") from None
+            time.sleep(0.1)

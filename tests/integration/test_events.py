@@ -1,0 +1,33 @@
+"""Events cross services: identity's outbox -> RabbitMQ -> the provisioner's consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import psycopg
+
+from shardz_common.testing.events import EventProbe
+from tests.integration.helpers import signup
+
+
+async def test_user_created_reaches_the_provisioner_as_a_cloudevent(gateway, stack) -> None:
+    async with EventProbe(stack.env["PLATFORM_AMQP_URL"], keys="user.*") as probe:
+        user = await signup(gateway)
+        uid = user["user"]["id"]
+        event = await probe.wait_for("user.created", lambda e: e["data"]["user_id"] == uid)
+    assert event["specversion"] == "1.0" and event["source"] == "identity"
+    assert event["data"]["email"] == user["user"]["email"] and event["id"] and event["time"]
+    dsn = f"postgresql://postgres@127.0.0.1:5432/{stack.config.database_name('provisioner')}"
+    deadline = time.monotonic() + 10
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        while True:
+            row = await (await conn.execute(
+                "SELECT a.status, i.event_id FROM accounts a JOIN inbox i"
+                " ON i.consumer = 'provisioner.user-created' AND i.event_id = %s"
+                " WHERE a.user_id = %s", (event["id"], uid),
+            )).fetchone()
+            if row or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+    assert row == ("active", event["id"])
