@@ -54,20 +54,29 @@ async def test_login_refresh_rotation_and_reuse_revokes_the_family(
     second = r1.json()["refresh_token"]
     assert second != first
     # replaying the spent token is theft: the whole family dies, including `second`
-    assert_problem(await gateway.post("/v1/auth/refresh", json={"refresh_token": first}),
-                   401, "unauthenticated")
-    assert_problem(await gateway.post("/v1/auth/refresh", json={"refresh_token": second}),
-                   401, "unauthenticated")
+    assert_problem(
+        await gateway.post("/v1/auth/refresh", json={"refresh_token": first}),
+        401,
+        "unauthenticated",
+    )
+    assert_problem(
+        await gateway.post("/v1/auth/refresh", json={"refresh_token": second}),
+        401,
+        "unauthenticated",
+    )
     # another session of the same user (another family) is untouched
-    other = (await gateway.post("/v1/auth/login", json={"email": email, "password": PASSWORD}))
-    r2 = await gateway.post("/v1/auth/refresh", json={"refresh_token": other.json()["refresh_token"]})
+    other = await gateway.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    r2 = await gateway.post(
+        "/v1/auth/refresh", json={"refresh_token": other.json()["refresh_token"]}
+    )
     assert r2.status_code == 200
     # logout ends that family
     out = await gateway.post("/v1/auth/logout", json={"refresh_token": r2.json()["refresh_token"]})
     assert out.status_code == 204
     assert_problem(
         await gateway.post("/v1/auth/refresh", json={"refresh_token": r2.json()["refresh_token"]}),
-        401, "unauthenticated",
+        401,
+        "unauthenticated",
     )
 
 
@@ -75,7 +84,9 @@ async def test_failed_logins_are_rate_limited_per_account(gateway: httpx.AsyncCl
     email = new_email()
     await signup(gateway, email)
     for _ in range(5):
-        bad = await gateway.post("/v1/auth/login", json={"email": email, "password": "wrong-pass-1"})
+        bad = await gateway.post(
+            "/v1/auth/login", json={"email": email, "password": "wrong-pass-1"}
+        )
         assert_problem(bad, 401, "unauthenticated")
     limited = await gateway.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert_problem(limited, 429, "rate_limited")
@@ -91,7 +102,9 @@ async def test_failed_logins_are_rate_limited_per_client_address(stack) -> None:
     # Requests from 127.0.0.2 reach the gateway from another client address.
     transport = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
     async with httpx.AsyncClient(
-        base_url=stack.gateway_url, headers={"Host": stack.host("api")}, transport=transport,
+        base_url=stack.gateway_url,
+        headers={"Host": stack.host("api")},
+        transport=transport,
         timeout=30,
     ) as client:
         statuses = []
@@ -128,7 +141,9 @@ async def test_revoked_api_key_is_refused_by_another_service_within_two_seconds(
     assert [k["id"] for k in listed] == [key["id"]]
     assert "key" not in listed[0] and listed[0]["last_used_at"] is not None
     revoked_at = time.monotonic()
-    assert (await gateway.delete(f"/v1/api-keys/{key['id']}", headers=bearer(token))).status_code == 204
+    assert (
+        await gateway.delete(f"/v1/api-keys/{key['id']}", headers=bearer(token))
+    ).status_code == 204
     while True:
         resp = await gateway.get("/v1/databases", headers=bearer(key["key"]))
         if resp.status_code == 401:
@@ -137,16 +152,19 @@ async def test_revoked_api_key_is_refused_by_another_service_within_two_seconds(
         await asyncio.sleep(0.05)
     assert time.monotonic() - revoked_at < 2.0
     assert_problem(resp, 401, "unauthenticated")
-    assert_problem(await gateway.get("/v1/users/me", headers=bearer(key["key"])), 401,
-                   "unauthenticated")
+    assert_problem(
+        await gateway.get("/v1/users/me", headers=bearer(key["key"])), 401, "unauthenticated"
+    )
     # another user's key id is not found, not forbidden
     other = await signup(gateway)
     assert_problem(
         await gateway.delete(f"/v1/api-keys/{key['id']}", headers=bearer(other["access_token"])),
-        404, "not_found",
+        404,
+        "not_found",
     )
-    assert_problem(await gateway.get("/v1/databases", headers=bearer("shz_made_up")), 401,
-                   "unauthenticated")
+    assert_problem(
+        await gateway.get("/v1/databases", headers=bearer("shz_made_up")), 401, "unauthenticated"
+    )
 
 
 async def test_account_deletion_signs_out_everywhere(gateway: httpx.AsyncClient, stack) -> None:
@@ -155,24 +173,31 @@ async def test_account_deletion_signs_out_everywhere(gateway: httpx.AsyncClient,
     token = user["access_token"]
     key = (await gateway.post("/v1/api-keys", json={"name": "k"}, headers=bearer(token))).json()
     assert (await gateway.delete("/v1/users/me", headers=bearer(token))).status_code == 202
-    assert_problem(await gateway.get("/v1/users/me", headers=bearer(token)), 401,
-                   "unauthenticated")
-    assert_problem(await gateway.post("/v1/auth/login", json={"email": email, "password": PASSWORD}),
-                   401, "unauthenticated")
-    assert_problem(await gateway.post("/v1/auth/refresh",
-                                      json={"refresh_token": user["refresh_token"]}),
-                   401, "unauthenticated")
-    assert_problem(await gateway.get("/v1/databases", headers=bearer(key["key"])), 401,
-                   "unauthenticated")
+    assert_problem(await gateway.get("/v1/users/me", headers=bearer(token)), 401, "unauthenticated")
+    assert_problem(
+        await gateway.post("/v1/auth/login", json={"email": email, "password": PASSWORD}),
+        401,
+        "unauthenticated",
+    )
+    assert_problem(
+        await gateway.post("/v1/auth/refresh", json={"refresh_token": user["refresh_token"]}),
+        401,
+        "unauthenticated",
+    )
+    assert_problem(
+        await gateway.get("/v1/databases", headers=bearer(key["key"])), 401, "unauthenticated"
+    )
     # the provisioner learns of it through user.deleted
     dsn = f"postgresql://postgres@127.0.0.1:5432/{stack.config.database_name('provisioner')}"
     deadline = time.monotonic() + 10
     status = None
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         while time.monotonic() < deadline:
-            row = await (await conn.execute(
-                "SELECT status FROM accounts WHERE user_id = %s", (user["user"]["id"],)
-            )).fetchone()
+            row = await (
+                await conn.execute(
+                    "SELECT status FROM accounts WHERE user_id = %s", (user["user"]["id"],)
+                )
+            ).fetchone()
             status = row[0] if row else None
             if status == "deleted":
                 break

@@ -22,11 +22,14 @@ async def test_user_created_reaches_the_provisioner_as_a_cloudevent(gateway, sta
     deadline = time.monotonic() + 10
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         while True:
-            row = await (await conn.execute(
-                "SELECT a.status, i.event_id FROM accounts a JOIN inbox i"
-                " ON i.consumer = 'provisioner.user-created' AND i.event_id = %s"
-                " WHERE a.user_id = %s", (event["id"], uid),
-            )).fetchone()
+            row = await (
+                await conn.execute(
+                    "SELECT a.status, i.event_id FROM accounts a JOIN inbox i"
+                    " ON i.consumer = 'provisioner.user-created' AND i.event_id = %s"
+                    " WHERE a.user_id = %s",
+                    (event["id"], uid),
+                )
+            ).fetchone()
             if row or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)

@@ -27,17 +27,24 @@ def b64(data: dict | bytes) -> str:
 async def active_private_key(stack) -> tuple[str, object]:
     dsn = f"postgresql://postgres@127.0.0.1:5432/{stack.config.database_name('identity')}"
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
-        kid, blob = await (await conn.execute(
-            "SELECT kid, private_key FROM signing_keys WHERE retired_at IS NULL"
-        )).fetchone()
+        kid, blob = await (
+            await conn.execute("SELECT kid, private_key FROM signing_keys WHERE retired_at IS NULL")
+        ).fetchone()
     pem = Fernet(stack.env["IDENTITY_SECRET_KEY"].encode()).decrypt(bytes(blob))
     return kid, serialization.load_pem_private_key(pem, password=None)
 
 
 def claims(sub: str, **over) -> dict:
     now = int(time.time())
-    base = {"iss": "smallshardz-identity", "aud": "smallshardz", "sub": sub, "iat": now,
-            "exp": now + 600, "jti": uuid.uuid4().hex, "role": "user"}
+    base = {
+        "iss": "smallshardz-identity",
+        "aud": "smallshardz",
+        "sub": sub,
+        "iat": now,
+        "exp": now + 600,
+        "jti": uuid.uuid4().hex,
+        "role": "user",
+    }
     base.update(over)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -56,8 +63,9 @@ async def test_forged_tokens_are_refused_by_every_service(gateway, stack) -> Non
         assert (await gateway.get(route, headers=bearer(good))).status_code == 200
 
     # alg: none
-    await refused_everywhere(gateway, f"{b64({'alg': 'none', 'kid': header['kid']})}."
-                                      f"{b64(claims(sub))}.")
+    await refused_everywhere(
+        gateway, f"{b64({'alg': 'none', 'kid': header['kid']})}.{b64(claims(sub))}."
+    )
     # HS256 keyed with the public key (algorithm confusion)
     jwks = (await gateway.get("/.well-known/jwks.json")).json()
     public_x = next(k for k in jwks["keys"] if k["kid"] == header["kid"])["x"]
@@ -100,10 +108,13 @@ async def test_expired_or_misaddressed_tokens_signed_by_the_real_key_are_refused
 async def test_signing_key_rotation_keeps_old_tokens_valid_and_new_ones_work(
     gateway, stack
 ) -> None:
-    admin = await gateway.post("/v1/auth/login", json={
-        "email": stack.env["IDENTITY_BOOTSTRAP_ADMIN_EMAIL"],
-        "password": stack.env["IDENTITY_BOOTSTRAP_ADMIN_PASSWORD"],
-    })
+    admin = await gateway.post(
+        "/v1/auth/login",
+        json={
+            "email": stack.env["IDENTITY_BOOTSTRAP_ADMIN_EMAIL"],
+            "password": stack.env["IDENTITY_BOOTSTRAP_ADMIN_PASSWORD"],
+        },
+    )
     assert admin.status_code == 200, admin.text
     admin_token = admin.json()["access_token"]
     user = await signup(gateway)
@@ -115,15 +126,22 @@ async def test_signing_key_rotation_keeps_old_tokens_valid_and_new_ones_work(
     new_kid = rotated.json()["kid"]
     kids = {k["kid"] for k in (await gateway.get("/.well-known/jwks.json")).json()["keys"]}
     assert {new_kid, jwt.get_unverified_header(old)["kid"]} <= kids
-    refreshed = await gateway.post("/v1/auth/refresh",
-                                   json={"refresh_token": user["refresh_token"]})
+    refreshed = await gateway.post(
+        "/v1/auth/refresh", json={"refresh_token": user["refresh_token"]}
+    )
     fresh = refreshed.json()["access_token"]
     # identity replicas pick the new key up within their key cache's lifetime
     deadline = time.monotonic() + 10
     while jwt.get_unverified_header(fresh)["kid"] != new_kid and time.monotonic() < deadline:
-        fresh = (await gateway.post("/v1/auth/login", json={
-            "email": user["user"]["email"], "password": "correct horse battery",
-        })).json()["access_token"]
+        fresh = (
+            await gateway.post(
+                "/v1/auth/login",
+                json={
+                    "email": user["user"]["email"],
+                    "password": "correct horse battery",
+                },
+            )
+        ).json()["access_token"]
     assert jwt.get_unverified_header(fresh)["kid"] == new_kid
     for route in ROUTES:
         assert (await gateway.get(route, headers=bearer(old))).status_code == 200

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -62,8 +63,6 @@ async def broker() -> AsyncIterator[Broker]:
         await ch.exchange_delete(name)
     for suffix in ("consumer", "consumer.dead", "failing", "failing.dead"):
         ch = await conn.channel()
-        try:
+        with contextlib.suppress(Exception):
             await ch.queue_delete(f"{b.prefix}.{suffix}")
-        except Exception:
-            pass
     await conn.close()

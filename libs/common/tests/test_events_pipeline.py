@@ -20,9 +20,13 @@ from shardz_common.testing.tcpproxy import TcpProxy
 
 def make_runner(db, broker, consumers, url=None, delivery_limit=5):
     return ConsumerRunner(
-        consumers, db.sessions, db.inbox,
-        amqp_url=url or broker.url, exchange=broker.exchange,
-        dead_letter_exchange=broker.dlx, delivery_limit=delivery_limit,
+        consumers,
+        db.sessions,
+        db.inbox,
+        amqp_url=url or broker.url,
+        exchange=broker.exchange,
+        dead_letter_exchange=broker.dlx,
+        delivery_limit=delivery_limit,
     )
 
 
@@ -40,8 +44,9 @@ async def write_events(db, n: int, per_txn: int = 50) -> list[str]:
         async with db.sessions() as s, s.begin():
             for _ in range(min(per_txn, n - start)):
                 uid = uuid.uuid4()
-                add_event(s, db.outbox, UserCreated(user_id=uid, email=f"{uid}@x.io"),
-                          source="test")
+                add_event(
+                    s, db.outbox, UserCreated(user_id=uid, email=f"{uid}@x.io"), source="test"
+                )
                 ids.append(str(uid))
     return ids
 
@@ -63,12 +68,15 @@ async def test_committed_event_reaches_consumer_and_rolled_back_one_does_not(eve
     db = events_db
     runner = make_runner(db, broker, [recording_consumer(db, f"{broker.prefix}.consumer")])
     await runner.start()
-    relay = asyncio.create_task(OutboxRelay(db.engine, db.outbox, broker.url, broker.exchange).run())
+    relay = asyncio.create_task(
+        OutboxRelay(db.engine, db.outbox, broker.url, broker.exchange).run()
+    )
     try:
         with contextlib.suppress(RuntimeError):
             async with db.sessions() as s, s.begin():
-                add_event(s, db.outbox, UserCreated(user_id=uuid.uuid4(), email="no@x.io"),
-                          source="test")
+                add_event(
+                    s, db.outbox, UserCreated(user_id=uuid.uuid4(), email="no@x.io"), source="test"
+                )
                 raise RuntimeError("business rule failed: nothing may be published")
         [uid] = await write_events(db, 1)
         await wait_until(lambda: _applied(db, uid))
@@ -112,9 +120,11 @@ async def test_broker_connection_cut_mid_stream_loses_none_and_applies_none_twic
             applied = (await s.execute(select(db.applied.c.event_id))).scalars().all()
             outbox_ids = set((await s.execute(select(db.outbox.c.id))).scalars().all())
             inbox_ids = set((await s.execute(select(db.inbox.c.event_id))).scalars().all())
-            unsent = (await s.execute(
-                select(func.count()).select_from(db.outbox).where(db.outbox.c.sent_at.is_(None))
-            )).scalar_one()
+            unsent = (
+                await s.execute(
+                    select(func.count()).select_from(db.outbox).where(db.outbox.c.sent_at.is_(None))
+                )
+            ).scalar_one()
         assert len(applied) == 1000 and set(applied) == set(ids)  # none lost, none twice
         assert {str(i) for i in outbox_ids} == inbox_ids
         assert unsent == 0
@@ -141,13 +151,16 @@ async def test_failing_handler_ends_in_dead_letter_queue_not_a_loop(events_db, b
 
     runner = make_runner(db, broker, [always_fails], delivery_limit=2)
     await runner.start()
-    relay = asyncio.create_task(OutboxRelay(db.engine, db.outbox, broker.url, broker.exchange).run())
+    relay = asyncio.create_task(
+        OutboxRelay(db.engine, db.outbox, broker.url, broker.exchange).run()
+    )
     try:
         [uid] = await write_events(db, 1)
         conn = await aio_pika.connect(broker.url)
         ch = await conn.channel()
-        dead = await ch.declare_queue(f"{name}.dead", durable=True,
-                                      arguments={"x-queue-type": "quorum"})
+        dead = await ch.declare_queue(
+            f"{name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
+        )
         message = None
         for _ in range(200):
             message = await dead.get(fail=False)
@@ -178,17 +191,23 @@ async def test_redelivered_event_id_applies_once_and_malformed_goes_to_dead_lett
     ch = await conn.channel()
     ex = await ch.get_exchange(broker.exchange)
     uid = str(uuid.uuid4())
-    body = json.dumps({
-        "specversion": "1.0", "id": "evt-1", "source": "test", "type": "user.created",
-        "data": {"user_id": uid, "email": "a@b.io"},
-    }).encode()
+    body = json.dumps(
+        {
+            "specversion": "1.0",
+            "id": "evt-1",
+            "source": "test",
+            "type": "user.created",
+            "data": {"user_id": uid, "email": "a@b.io"},
+        }
+    ).encode()
     try:
         for _ in range(3):
             await ex.publish(aio_pika.Message(body), routing_key="user.created")
         await ex.publish(aio_pika.Message(b"{not json"), routing_key="user.created")
         await wait_until(lambda: _applied(db, uid))
-        dead = await ch.declare_queue(f"{name}.dead", durable=True,
-                                      arguments={"x-queue-type": "quorum"})
+        dead = await ch.declare_queue(
+            f"{name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
+        )
         got = None
         for _ in range(100):
             got = await dead.get(fail=False)

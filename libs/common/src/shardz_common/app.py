@@ -15,7 +15,12 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from shardz_common.auth import Authenticator, IntrospectingApiKeyVerifier, JWKSKeySource, TokenVerifier
+from shardz_common.auth import (
+    Authenticator,
+    IntrospectingApiKeyVerifier,
+    JWKSKeySource,
+    TokenVerifier,
+)
 from shardz_common.db import make_engine, make_sessionmaker
 from shardz_common.errors import install_error_handlers
 from shardz_common.logging import configure_logging
@@ -32,7 +37,9 @@ def default_authenticator(settings: ServiceSettings, client: httpx.AsyncClient) 
     return Authenticator(
         TokenVerifier(keys, p.jwt_issuer, p.jwt_audience),
         IntrospectingApiKeyVerifier(
-            p.identity_url, settings.secrets.identity_internal_secret, client,
+            p.identity_url,
+            settings.secrets.identity_internal_secret,
+            client,
             settings.api_key_cache_seconds,
         ),
     )
@@ -111,8 +118,10 @@ def _add_ops_routes(app: FastAPI) -> None:
         broker = app.state.broker
         checks["broker"] = bool(broker is not None and not broker.is_closed)
         ok = all(checks.values())
-        return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks},
-                            status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ready" if ok else "not_ready", "checks": checks},
+            status_code=200 if ok else 503,
+        )
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -148,7 +148,9 @@ class IntrospectingApiKeyVerifier:
     async def _introspect(self, key: str) -> Principal | None:
         try:
             resp = await self.client.post(
-                self.url, json={"key": key}, headers={"Authorization": f"Bearer {self.secret}"},
+                self.url,
+                json={"key": key},
+                headers={"Authorization": f"Bearer {self.secret}"},
                 timeout=5,
             )
         except httpx.HTTPError as exc:
@@ -156,7 +158,9 @@ class IntrospectingApiKeyVerifier:
         if resp.status_code == 200:
             data = resp.json()
             return Principal(
-                id=UUID(data["user_id"]), role=data.get("role", "user"), via="api_key",
+                id=UUID(data["user_id"]),
+                role=data.get("role", "user"),
+                via="api_key",
                 key_id=UUID(data["key_id"]),
             )
         if resp.status_code == 404:

@@ -138,8 +138,9 @@ async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
         {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
         for e in exc.errors()
     ]
-    return problem(422, "validation_error", "Validation Error", "the request is invalid",
-                   errors=errors)
+    return problem(
+        422, "validation_error", "Validation Error", "the request is invalid", errors=errors
+    )
 
 
 async def _on_http(_: Request, exc: Exception) -> JSONResponse:
@@ -151,8 +152,13 @@ async def _on_http(_: Request, exc: Exception) -> JSONResponse:
 
 async def _on_db_down(_: Request, exc: Exception) -> JSONResponse:
     log.error("database unavailable", error=type(exc).__name__)
-    return problem(503, "unavailable", "Service Unavailable", "a dependency is unavailable",
-                   {"Retry-After": "5"})
+    return problem(
+        503,
+        "unavailable",
+        "Service Unavailable",
+        "a dependency is unavailable",
+        {"Retry-After": "5"},
+    )
 
 
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -167,4 +173,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, _on_db_down)
     app.add_exception_handler(ConnectionError, _on_db_down)
     app.add_exception_handler(DBAPIError, _on_unexpected)
-    app.add_exception_handler(Exception, _on_unexpected)
+    # Anything else is answered by RequestIdMiddleware (it still knows the request id).

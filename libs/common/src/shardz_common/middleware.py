@@ -11,6 +11,9 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shardz_common.context import request_id_var
+from shardz_common.errors import problem
+
+log = structlog.get_logger(__name__)
 
 REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -43,13 +46,28 @@ class RequestIdMiddleware:
         structlog.contextvars.bind_contextvars(request_id=rid)
         raw = rid.encode()
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", raw)]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # Unexpected errors are answered here, inside the request's context, so the
+            # problem body and header carry the request id (Starlette's outermost handler
+            # would run after it is gone).
+            if scope["type"] != "http" or started:
+                raise
+            log.exception("unhandled error", exc_info=exc)
+            response = problem(
+                500, "internal_error", "Internal Server Error", "an unexpected error occurred"
+            )
+            await response(scope, receive, send_with_id)
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
             request_id_var.reset(token)

@@ -70,7 +70,9 @@ async def run_worker(spec: WorkerSpec) -> None:
     sessions = make_sessionmaker(engine)
     relay = OutboxRelay(engine, spec.outbox, s.platform.amqp_url, s.platform.events_exchange)
     runner = ConsumerRunner(
-        spec.consumers, sessions, spec.inbox,
+        spec.consumers,
+        sessions,
+        spec.inbox,
         amqp_url=s.platform.amqp_url,
         exchange=s.platform.events_exchange,
         dead_letter_exchange=s.platform.dead_letter_exchange,

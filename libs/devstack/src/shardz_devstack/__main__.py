@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         return status(config)
     if args.command in ("migrate", "env"):
-        stack = prepare(config, overrides=os.environ)
+        stack = prepare(config, overrides=os.environ, check_ports=False)
         if args.command == "env":
             for key, value in sorted(stack.env.items()):
                 print(f"{key}={value}")

@@ -9,6 +9,4 @@ from shardz_provisioner.config import ProvisionerSettings
 
 def create_app(settings: ProvisionerSettings | None = None) -> FastAPI:
     settings = settings or ProvisionerSettings()
-    return create_service_app(
-        settings, title="SmallShardz provisioner", routers=[databases.router]
-    )
+    return create_service_app(settings, title="SmallShardz provisioner", routers=[databases.router])

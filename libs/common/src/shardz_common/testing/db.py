@@ -10,7 +10,9 @@ ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @asynccontextmanager
-async def fresh_database(prefix: str = "shardz_t", admin_dsn: str = ADMIN_DSN) -> AsyncIterator[str]:
+async def fresh_database(
+    prefix: str = "shardz_t", admin_dsn: str = ADMIN_DSN
+) -> AsyncIterator[str]:
     """Create a uniquely named database; yield its SQLAlchemy URL; drop it afterwards."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     async with await psycopg.AsyncConnection.connect(admin_dsn, autocommit=True) as conn:

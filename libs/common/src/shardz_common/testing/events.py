@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -55,7 +56,5 @@ class EventProbe:
                 seen = [e.get("type") for e in self.events]
                 raise TimeoutError(f"no {type_} event within {timeout}s; saw {seen}")
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass

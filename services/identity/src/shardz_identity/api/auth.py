@@ -18,7 +18,10 @@ async def signup(body: Credentials, session: SessionDep, tokens: TokensDep) -> S
 
 @router.post("/login", response_model=TokenPair)
 async def login(
-    body: LoginBody, session: SessionDep, tokens: TokensDep, limiter: LimiterDep,
+    body: LoginBody,
+    session: SessionDep,
+    tokens: TokensDep,
+    limiter: LimiterDep,
     address: AddressDep,
 ) -> TokenPair:
     return await accounts.login(session, tokens, limiter, body, address)

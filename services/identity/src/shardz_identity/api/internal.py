@@ -22,7 +22,9 @@ async def introspect(
     request: Request,
     authorization: Annotated[str | None, Header()] = None,
 ) -> IntrospectOut:
-    check_internal_secret(authorization, request.app.state.settings.secrets.identity_internal_secret)
+    check_internal_secret(
+        authorization, request.app.state.settings.secrets.identity_internal_secret
+    )
     found = await api_keys.introspect(session, body.key)
     if found is None:
         raise NotFound("unknown or revoked key")

@@ -35,7 +35,9 @@ class User(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     __table_args__ = (
         Index(
-            "uq_users_email_live", text("lower(email)"), unique=True,
+            "uq_users_email_live",
+            text("lower(email)"),
+            unique=True,
             postgresql_where=text("status <> 'deleted'"),
         ),
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shardz_common.consumers import consumer
+from shardz_common.consumers import Consumer, consumer
 from shardz_common.events import AccountReactivated, AccountSuspended
 from shardz_identity.services.accounts import set_status
 
@@ -19,4 +21,4 @@ async def on_account_reactivated(event: AccountReactivated, session: AsyncSessio
     await set_status(session, event.user_id, "active")
 
 
-CONSUMERS = [on_account_suspended, on_account_reactivated]
+CONSUMERS: list[Consumer[Any]] = [on_account_suspended, on_account_reactivated]

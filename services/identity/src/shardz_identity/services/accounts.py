@@ -29,9 +29,7 @@ def email_key(email: str) -> str:
 
 
 async def find_live_user(session: AsyncSession, email: str) -> User | None:
-    stmt = select(User).where(
-        func.lower(User.email) == email_key(email), User.status != "deleted"
-    )
+    stmt = select(User).where(func.lower(User.email) == email_key(email), User.status != "deleted")
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
@@ -93,13 +91,17 @@ async def delete_account(session: AsyncSession, tokens: TokenService, principal:
     user.password_hash = None
     await tokens.revoke_all_for(session, user.id)
     revoked = (
-        await session.execute(
-            update(ApiKey)
-            .where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
-            .values(revoked_at=now)
-            .returning(ApiKey.id)
+        (
+            await session.execute(
+                update(ApiKey)
+                .where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
+                .values(revoked_at=now)
+                .returning(ApiKey.id)
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     for key_id in revoked:
         emit(session, ApiKeyRevoked(key_id=key_id, user_id=user.id), user.id)
     emit(session, UserDeleted(user_id=user.id), user.id)

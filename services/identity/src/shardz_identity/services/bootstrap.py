@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from cryptography.fernet import Fernet
+from datetime import UTC, datetime
+
+import structlog
+from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -12,6 +15,16 @@ from shardz_identity.services.accounts import create_user, find_live_user
 from shardz_identity.services.keyring import new_signing_key
 from shardz_identity.services.passwords import hash_password
 
+log = structlog.get_logger(__name__)
+
+
+def _readable(key: SigningKey, fernet: Fernet) -> bool:
+    try:
+        fernet.decrypt(key.private_key)
+    except InvalidToken:
+        return False
+    return True
+
 
 async def bootstrap(
     sessions: async_sessionmaker[AsyncSession], settings: IdentitySettings, fernet: Fernet
@@ -19,8 +32,14 @@ async def bootstrap(
     async with sessions() as s, s.begin():
         await s.execute(text("SELECT pg_advisory_xact_lock(7412002)"))
         active = (
-            await s.execute(select(SigningKey.kid).where(SigningKey.retired_at.is_(None)))
-        ).first()
+            await s.execute(select(SigningKey).where(SigningKey.retired_at.is_(None)))
+        ).scalar_one_or_none()
+        if active is not None and not _readable(active, fernet):
+            # IDENTITY_SECRET_KEY changed: the old key cannot sign any more. Retire it (its
+            # public half stays in the JWKS for the overlap) and start a new one.
+            log.warning("active signing key unreadable with the current secret; rotating")
+            active.retired_at = datetime.now(UTC)
+            active = None
         if active is None:
             s.add(new_signing_key(fernet))
         email, password = settings.bootstrap_admin_email, settings.bootstrap_admin_password

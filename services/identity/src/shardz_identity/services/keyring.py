@@ -34,7 +34,8 @@ def new_signing_key(fernet: Fernet) -> SigningKey:
     jwk = json.loads(OKPAlgorithm.to_jwk(private.public_key()))
     jwk.update({"kid": kid, "alg": "EdDSA", "use": "sig"})
     pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     return SigningKey(kid=kid, private_key=fernet.encrypt(pem), public_jwk=jwk)
@@ -43,7 +44,9 @@ def new_signing_key(fernet: Fernet) -> SigningKey:
 async def rotate(session: AsyncSession, fernet: Fernet) -> str:
     """Make a new active key; older keys stay in the JWKS for the overlap period."""
     await session.execute(
-        update(SigningKey).where(SigningKey.retired_at.is_(None)).values(retired_at=datetime.now(UTC))
+        update(SigningKey)
+        .where(SigningKey.retired_at.is_(None))
+        .values(retired_at=datetime.now(UTC))
     )
     key = new_signing_key(fernet)
     session.add(key)
@@ -91,12 +94,16 @@ class KeyRing:
         cutoff = datetime.now(UTC) - self.overlap
         async with self.sessions() as s:
             rows = (
-                await s.execute(
-                    select(SigningKey)
-                    .where(or_(SigningKey.retired_at.is_(None), SigningKey.retired_at > cutoff))
-                    .order_by(SigningKey.created_at.desc())
+                (
+                    await s.execute(
+                        select(SigningKey)
+                        .where(or_(SigningKey.retired_at.is_(None), SigningKey.retired_at > cutoff))
+                        .order_by(SigningKey.created_at.desc())
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
         active = next((r for r in rows if r.retired_at is None), None)
         if active is None:
             raise RuntimeError("no active signing key; identity bootstrap has not run")

@@ -38,7 +38,7 @@ TIMEOUT = httpx.Timeout(10.0)
 METADATA_TTL_SECONDS = 3600.0
 JWKS_MIN_REFETCH_SECONDS = 30.0
 ID_TOKEN_ALGORITHMS = ["RS256"]
-# Google signs with either spelling of its issuer (OpenID Connect guide, "Validating an ID token").
+# Google's ID tokens carry either spelling of its issuer ("Validating an ID token").
 GOOGLE_ISSUERS = {"https://accounts.google.com": ["https://accounts.google.com",
                                                    "accounts.google.com"]}
 _ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -95,13 +95,21 @@ async def _talking_to(provider: str) -> AsyncIterator[None]:
         raise Unavailable(f"{provider} is unreachable, try again later") from exc
     except OAuthError as exc:
         raise OAuthRejected(f"{provider} refused the sign-in ({exc.error})") from exc
-    except (ValueError, KeyError, TypeError) as exc:  # not JSON, or not the expected shape
+    except (ValueError, KeyError) as exc:  # not JSON, or not the expected shape
         raise OAuthRejected(f"{provider} answered something unexpected") from exc
 
 
 def _json(resp: httpx.Response) -> Any:
     resp.raise_for_status()
     return resp.json()
+
+
+async def _public_json(client: AsyncOAuth2Client, url: str) -> dict[str, Any]:
+    """GET a document that needs no access token (discovery, JWKS)."""
+    doc = _json(await client.request("GET", url, withhold_token=True))
+    if not isinstance(doc, dict):
+        raise ValueError(f"{url} is not a JSON object")
+    return doc
 
 
 class _OidcMetadata:
@@ -116,7 +124,7 @@ class _OidcMetadata:
 
     async def document(self, client: AsyncOAuth2Client) -> dict[str, Any]:
         if self._doc is None or time.monotonic() - self._doc_at > METADATA_TTL_SECONDS:
-            doc = _json(await client.get(self.discovery_url, withhold_token=True))
+            doc = await _public_json(client, self.discovery_url)
             for field in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri"):
                 if not isinstance(doc.get(field), str):
                     raise ValueError(f"discovery document lacks {field}")
@@ -127,8 +135,9 @@ class _OidcMetadata:
         stale = time.monotonic() - self._keys_at > JWKS_MIN_REFETCH_SECONDS
         if self._keys is None or (refresh and stale):
             doc = await self.document(client)
-            jwks = _json(await client.get(doc["jwks_uri"], withhold_token=True))
-            self._keys, self._keys_at = KeySet.import_key_set(jwks), time.monotonic()
+            jwks = await _public_json(client, doc["jwks_uri"])
+            keys = KeySet.import_key_set({"keys": jwks["keys"]})
+            self._keys, self._keys_at = keys, time.monotonic()
         return self._keys
 
 
@@ -153,15 +162,18 @@ class OAuthService:
         provider = provider_for(self.settings, name)
         state, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(64)
         nonce = secrets.token_urlsafe(32) if provider.oidc else None
-        async with self._client(provider) as client, _talking_to(name):
-            if provider.oidc:
-                endpoint = (await self.google.document(client))["authorization_endpoint"]
-            else:
-                endpoint = self.settings.github_authorize_url
-            extra = {"nonce": nonce} if nonce else {}
-            url, _ = client.create_authorization_url(
-                endpoint, state=state, code_verifier=verifier, **extra
-            )
+        try:
+            async with self._client(provider) as client, _talking_to(name):
+                if provider.oidc:
+                    endpoint = (await self.google.document(client))["authorization_endpoint"]
+                else:
+                    endpoint = self.settings.github_authorize_url
+                extra = {"nonce": nonce} if nonce else {}
+                url, _ = client.create_authorization_url(
+                    endpoint, state=state, code_verifier=verifier, **extra
+                )
+        except OAuthRejected as exc:  # e.g. a discovery document we cannot use
+            raise Unavailable(f"{name} sign-in is unavailable right now") from exc
         await session.execute(
             delete(OAuthState).where(OAuthState.created_at < func.now() - STATE_TTL)
         )
@@ -195,21 +207,24 @@ class OAuthService:
     async def _github(
         self, client: AsyncOAuth2Client, code: str, verifier: str
     ) -> ExternalIdentity:
-        await client.fetch_token(
-            self.settings.github_token_url, code=code, code_verifier=verifier
-        )
+        await client.fetch_token(self.settings.github_token_url, code=code, code_verifier=verifier)
         api = self.settings.github_api_url.rstrip("/")
         headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
         profile = _json(await client.get(f"{api}/user", headers=headers))
         emails = _json(await client.get(f"{api}/user/emails", headers=headers))
+        if not isinstance(profile, dict) or not isinstance(emails, list):
+            raise ValueError("unexpected GitHub user document")
         chosen = next(
-            (e["email"] for e in emails
-             if e.get("primary") and e.get("verified") and isinstance(e.get("email"), str)),
+            (e["email"] for e in emails if isinstance(e, dict)
+             and e.get("primary") is True and e.get("verified") is True
+             and isinstance(e.get("email"), str)),
             None,
         )
         if chosen is None:
             raise OAuthRejected("the GitHub account has no verified primary e-mail")
-        return ExternalIdentity(subject=str(int(profile["id"])), email=chosen)
+        if not isinstance(profile.get("id"), int):
+            raise ValueError("the GitHub user has no numeric id")
+        return ExternalIdentity(subject=str(profile["id"]), email=chosen)
 
     async def _google(
         self, client: AsyncOAuth2Client, code: str, verifier: str, nonce: str | None
@@ -222,9 +237,9 @@ class OAuthService:
         if not isinstance(id_token, str):
             raise OAuthRejected("google returned no ID token")
         claims = await self._verify_id_token(client, doc, id_token, nonce)
-        verified = claims.get("email_verified")
         email = claims.get("email")
-        if verified not in (True, "true") or not isinstance(email, str) or not email:
+        verified = claims.get("email_verified") in (True, "true")
+        if not verified or not isinstance(email, str) or "@" not in email:
             raise OAuthRejected("the Google account has no verified e-mail")
         return ExternalIdentity(subject=claims["sub"], email=email)
 
@@ -240,12 +255,9 @@ class OAuthService:
                 token = jwt.decode(id_token, keys, ID_TOKEN_ALGORITHMS)
             issuers = GOOGLE_ISSUERS.get(doc["issuer"], [doc["issuer"]])
             jwt.JWTClaimsRegistry(
-                leeway=60,
-                iss={"essential": True, "values": list(issuers)},
+                leeway=60, exp={"essential": True}, iat={"essential": True},
+                sub={"essential": True}, iss={"essential": True, "values": list(issuers)},
                 aud={"essential": True, "value": str(client_id)},
-                exp={"essential": True},
-                iat={"essential": True},
-                sub={"essential": True},
                 nonce={"essential": True, "value": nonce},
             ).validate(token.claims)
         except JoseError as exc:
@@ -264,13 +276,9 @@ async def _spend_state(
     if not state or len(state) > 128:
         raise OAuthRejected("missing or unknown sign-in state")
     fresh = (OAuthState.created_at > func.now() - STATE_TTL).label("fresh")
-    row = (
-        await session.execute(
-            delete(OAuthState)
-            .where(OAuthState.state == state, OAuthState.provider == provider)
-            .returning(OAuthState.code_verifier, OAuthState.nonce, fresh)
-        )
-    ).one_or_none()
+    stmt = delete(OAuthState).where(OAuthState.state == state, OAuthState.provider == provider)
+    returning = stmt.returning(OAuthState.code_verifier, OAuthState.nonce, fresh)
+    row = (await session.execute(returning)).one_or_none()
     if row is None:
         raise OAuthRejected("missing or unknown sign-in state")
     if not row.fresh:
@@ -279,12 +287,8 @@ async def _spend_state(
 
 
 async def _find_link(session: AsyncSession, provider: str, subject: str) -> OAuthLink | None:
-    stmt = (
-        select(OAuthLink)
-        .where(OAuthLink.provider == provider, OAuthLink.subject == subject)
-        .with_for_update()
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    stmt = select(OAuthLink).where(OAuthLink.provider == provider, OAuthLink.subject == subject)
+    return (await session.execute(stmt.with_for_update())).scalar_one_or_none()
 
 
 async def _live(session: AsyncSession, link: OAuthLink | None) -> User | None:

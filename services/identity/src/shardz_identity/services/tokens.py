@@ -36,15 +36,17 @@ class TokenService:
     async def access_token(self, user: User) -> str:
         now = int(time.time())
         p = self.settings.platform
-        return await self.keyring.sign({
-            "iss": p.jwt_issuer,
-            "aud": p.jwt_audience,
-            "sub": str(user.id),
-            "iat": now,
-            "exp": now + min(self.settings.access_token_seconds, 900),
-            "jti": uuid.uuid4().hex,
-            "role": user.role,
-        })
+        return await self.keyring.sign(
+            {
+                "iss": p.jwt_issuer,
+                "aud": p.jwt_audience,
+                "sub": str(user.id),
+                "iat": now,
+                "exp": now + min(self.settings.access_token_seconds, 900),
+                "jti": uuid.uuid4().hex,
+                "role": user.role,
+            }
+        )
 
     async def issue(
         self, session: AsyncSession, user: User, family_id: uuid.UUID | None = None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shardz_common.consumers import consumer
+from shardz_common.consumers import Consumer, consumer
 from shardz_common.events import AccountReactivated, AccountSuspended, UserCreated, UserDeleted
 from shardz_provisioner.db.tables import Account
 
@@ -24,9 +26,7 @@ async def _set_status(session: AsyncSession, user_id: object, status: str) -> No
 
 @consumer("provisioner.user-created", UserCreated)
 async def on_user_created(event: UserCreated, session: AsyncSession) -> None:
-    await session.execute(
-        insert(Account).values(user_id=event.user_id).on_conflict_do_nothing()
-    )
+    await session.execute(insert(Account).values(user_id=event.user_id).on_conflict_do_nothing())
 
 
 @consumer("provisioner.user-deleted", UserDeleted)
@@ -44,4 +44,9 @@ async def on_account_reactivated(event: AccountReactivated, session: AsyncSessio
     await _set_status(session, event.user_id, "active")
 
 
-CONSUMERS = [on_user_created, on_user_deleted, on_account_suspended, on_account_reactivated]
+CONSUMERS: list[Consumer[Any]] = [
+    on_user_created,
+    on_user_deleted,
+    on_account_suspended,
+    on_account_reactivated,
+]
