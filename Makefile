@@ -2,6 +2,7 @@
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 UV ?= uv
+export PATH := $(HOME)/.local/bin:$(PATH)
 
 .PHONY: help bootstrap dev migrate status test lint fmt typecheck bench
 

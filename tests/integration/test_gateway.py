@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+
 from shardz_devstack.testing import RunningStack
 
 PROBLEM = "application/problem+json"

@@ -84,16 +84,18 @@ class OAuthProvider:
         self.base_url = ""
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
-        self.app = Starlette(routes=[
-            Route("/login/oauth/authorize", self.github_authorize),
-            Route("/login/oauth/access_token", self.github_token, methods=["POST"]),
-            Route("/user", self.github_user),
-            Route("/user/emails", self.github_emails),
-            Route("/.well-known/openid-configuration", self.discovery),
-            Route("/authorize", self.oidc_authorize),
-            Route("/token", self.oidc_token, methods=["POST"]),
-            Route("/jwks", self.jwks),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/login/oauth/authorize", self.github_authorize),
+                Route("/login/oauth/access_token", self.github_token, methods=["POST"]),
+                Route("/user", self.github_user),
+                Route("/user/emails", self.github_emails),
+                Route("/.well-known/openid-configuration", self.discovery),
+                Route("/authorize", self.oidc_authorize),
+                Route("/token", self.oidc_token, methods=["POST"]),
+                Route("/jwks", self.jwks),
+            ]
+        )
 
     # -- running -------------------------------------------------------------------------
 
@@ -130,9 +132,7 @@ class OAuthProvider:
         self._grants[code] = grant
         return code
 
-    def _redeem(
-        self, kind: str, form: dict[str, str], client_id: str
-    ) -> tuple[_Grant | None, str]:
+    def _redeem(self, kind: str, form: dict[str, str], client_id: str) -> tuple[_Grant | None, str]:
         """Spend a code; return the grant, or None and the OAuth error name."""
         grant = self._grants.pop(form.get("code", ""), None)
         if grant is None or grant.kind != kind or time.monotonic() - grant.issued > 600:
@@ -168,10 +168,17 @@ class OAuthProvider:
             return self._redirect(redirect_uri, error="access_denied", state=q.get("state", ""))
         if q.get("code_challenge") and q.get("code_challenge_method") != "S256":
             return self._redirect(redirect_uri, error="invalid_request", state=q.get("state", ""))
-        code = self._new_code(_Grant(
-            "github", self.github_client[0], redirect_uri, self.github_account,
-            q.get("code_challenge"), None, q.get("scope", ""),
-        ))
+        code = self._new_code(
+            _Grant(
+                "github",
+                self.github_client[0],
+                redirect_uri,
+                self.github_account,
+                q.get("code_challenge"),
+                None,
+                q.get("scope", ""),
+            )
+        )
         return self._redirect(redirect_uri, code=code, state=q.get("state", ""))
 
     async def github_token(self, request: Request) -> Response:
@@ -182,11 +189,15 @@ class OAuthProvider:
             body: dict[str, Any] = {"error": "incorrect_client_credentials"}
         else:
             grant, _ = self._redeem("github", form, self.github_client[0])
-            body = {"error": "bad_verification_code"} if grant is None else {
-                "access_token": self._issue_access_token(grant.account),
-                "token_type": "bearer",
-                "scope": grant.scope,
-            }
+            body = (
+                {"error": "bad_verification_code"}
+                if grant is None
+                else {
+                    "access_token": self._issue_access_token(grant.account),
+                    "token_type": "bearer",
+                    "scope": grant.scope,
+                }
+            )
         # GitHub answers 200 even for errors, as JSON only when asked to.
         if "application/json" in request.headers.get("accept", ""):
             return JSONResponse(body)
@@ -206,28 +217,45 @@ class OAuthProvider:
         account = self._github_account(request)
         if account is None:
             return JSONResponse({"message": "Bad credentials"}, status_code=401)
-        primary = {"email": account.email, "primary": True,
-                   "verified": account.email_verified, "visibility": "private"}
+        primary = {
+            "email": account.email,
+            "primary": True,
+            "verified": account.email_verified,
+            "visibility": "private",
+        }
         return JSONResponse([*account.other_emails, primary])
 
     # -- OpenID Connect ------------------------------------------------------------------
 
     async def discovery(self, request: Request) -> Response:
         base = self.base_url
-        return JSONResponse({
-            "issuer": base,
-            "authorization_endpoint": f"{base}/authorize",
-            "token_endpoint": f"{base}/token",
-            "jwks_uri": f"{base}/jwks",
-            "response_types_supported": ["code"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "scopes_supported": ["openid", "email", "profile"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "code_challenge_methods_supported": ["S256"],
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce", "email",
-                                 "email_verified"],
-        })
+        return JSONResponse(
+            {
+                "issuer": base,
+                "authorization_endpoint": f"{base}/authorize",
+                "token_endpoint": f"{base}/token",
+                "jwks_uri": f"{base}/jwks",
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "scopes_supported": ["openid", "email", "profile"],
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_basic",
+                    "client_secret_post",
+                ],
+                "code_challenge_methods_supported": ["S256"],
+                "claims_supported": [
+                    "sub",
+                    "iss",
+                    "aud",
+                    "exp",
+                    "iat",
+                    "nonce",
+                    "email",
+                    "email_verified",
+                ],
+            }
+        )
 
     async def jwks(self, request: Request) -> Response:
         return JSONResponse({"keys": [self.key.as_dict(private=False, alg="RS256")]})
@@ -241,13 +269,24 @@ class OAuthProvider:
         if self.deny:
             return self._redirect(redirect_uri, error="access_denied", state=state)
         scopes = q.get("scope", "").split()
-        if (q.get("response_type") != "code" or "openid" not in scopes
-                or q.get("code_challenge_method") != "S256" or not q.get("code_challenge")):
+        if (
+            q.get("response_type") != "code"
+            or "openid" not in scopes
+            or q.get("code_challenge_method") != "S256"
+            or not q.get("code_challenge")
+        ):
             return self._redirect(redirect_uri, error="invalid_request", state=state)
-        code = self._new_code(_Grant(
-            "oidc", self.oidc_client[0], redirect_uri, self.oidc_account,
-            q["code_challenge"], q.get("nonce"), " ".join(scopes),
-        ))
+        code = self._new_code(
+            _Grant(
+                "oidc",
+                self.oidc_client[0],
+                redirect_uri,
+                self.oidc_account,
+                q["code_challenge"],
+                q.get("nonce"),
+                " ".join(scopes),
+            )
+        )
         return self._redirect(redirect_uri, code=code, state=state)
 
     async def oidc_token(self, request: Request) -> Response:
@@ -262,20 +301,28 @@ class OAuthProvider:
         grant, error = self._redeem("oidc", form, self.oidc_client[0])
         if grant is None:
             return JSONResponse({"error": error}, status_code=400)
-        return JSONResponse({
-            "access_token": self._issue_access_token(grant.account),
-            "token_type": "Bearer",
-            "expires_in": 3599,
-            "scope": grant.scope,
-            "id_token": self.id_token(grant.account, grant.nonce),
-        }, headers={"Cache-Control": "no-store"})
+        return JSONResponse(
+            {
+                "access_token": self._issue_access_token(grant.account),
+                "token_type": "Bearer",
+                "expires_in": 3599,
+                "scope": grant.scope,
+                "id_token": self.id_token(grant.account, grant.nonce),
+            },
+            headers={"Cache-Control": "no-store"},
+        )
 
     def id_token(self, account: Account, nonce: str | None) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {
-            "iss": self.base_url, "aud": self.oidc_client[0], "azp": self.oidc_client[0],
-            "sub": account.subject, "iat": now, "exp": now + 3600,
-            "email": account.email, "email_verified": account.email_verified,
+            "iss": self.base_url,
+            "aud": self.oidc_client[0],
+            "azp": self.oidc_client[0],
+            "sub": account.subject,
+            "iat": now,
+            "exp": now + 3600,
+            "email": account.email,
+            "email_verified": account.email_verified,
         }
         if nonce is not None:
             claims["nonce"] = nonce

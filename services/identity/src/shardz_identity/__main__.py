@@ -35,7 +35,7 @@ def _rotate() -> None:
     async def go() -> None:
         engine = make_engine(settings.database_url)
         async with make_sessionmaker(engine)() as s, s.begin():
-            kid = await rotate(s, Fernet(settings.secret_key.encode()))
+            kid = await rotate(s, Fernet(settings.fernet_key()))
         await engine.dispose()
         print(kid)
 

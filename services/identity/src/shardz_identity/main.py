@@ -32,7 +32,7 @@ class LocalApiKeys:
 
 def create_app(settings: IdentitySettings | None = None) -> FastAPI:
     settings = settings or IdentitySettings()
-    fernet = Fernet(settings.secret_key.encode())
+    fernet = Fernet(settings.fernet_key())
 
     async def startup(app: FastAPI) -> None:
         await bootstrap(app.state.sessionmaker, settings, fernet)
@@ -57,7 +57,11 @@ def create_app(settings: IdentitySettings | None = None) -> FastAPI:
         settings,
         title="SmallShardz identity",
         routers=[
-            auth.router, oauth.router, users.router, api_keys.router, jwks.router,
+            auth.router,
+            oauth.router,
+            users.router,
+            api_keys.router,
+            jwks.router,
             internal.router,
         ],
         on_startup=startup,

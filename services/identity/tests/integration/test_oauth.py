@@ -16,6 +16,7 @@ from types import ModuleType
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -69,6 +70,7 @@ async def stack(provider: op.OAuthProvider) -> AsyncIterator[Stack]:
         base = provider.base_url
         settings = IdentitySettings(
             database_url=url,
+            secret_key=Fernet.generate_key().decode(),
             public_url=PUBLIC_URL,
             github_client_id=provider.github_client[0],
             github_client_secret=provider.github_client[1],
@@ -81,9 +83,10 @@ async def stack(provider: op.OAuthProvider) -> AsyncIterator[Stack]:
         )
         app = create_app(settings)
         db = make_engine(url, pool_size=2, max_overflow=0)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=PUBLIC_URL
-        ) as api:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=PUBLIC_URL) as api,
+        ):
             yield Stack(app, api, settings, db)
         await db.dispose()
 
@@ -143,8 +146,12 @@ async def test_github_first_sign_in_creates_the_account(
     assert query["client_id"] == "gh-client"
     assert query["redirect_uri"] == f"{PUBLIC_URL}/v1/auth/oauth/github/callback"
     assert query["code_challenge_method"] == "S256" and query["code_challenge"]
-    assert await count(stack.db, "SELECT count(*) FROM oauth_states WHERE state = :s",
-                       s=query["state"]) == 1
+    assert (
+        await count(
+            stack.db, "SELECT count(*) FROM oauth_states WHERE state = :s", s=query["state"]
+        )
+        == 1
+    )
 
     resp = await sign_in(stack.api, "github")
     assert resp.status_code == 200, resp.text
@@ -162,11 +169,24 @@ async def test_github_first_sign_in_creates_the_account(
         "/v1/auth/refresh", json={"refresh_token": body["refresh_token"]}
     )
     assert refreshed.status_code == 200
-    assert await count(
-        stack.db, "SELECT count(*) FROM oauth_links WHERE provider = 'github' AND subject = :s "
-        "AND user_id = :u", s=account.subject, u=uuid.UUID(body["user"]["id"])) == 1
-    assert await count(stack.db, "SELECT count(*) FROM outbox WHERE type = 'user.created' "
-                       "AND body LIKE :u", u=f"%{body['user']['id']}%") == 1
+    assert (
+        await count(
+            stack.db,
+            "SELECT count(*) FROM oauth_links WHERE provider = 'github' AND subject = :s "
+            "AND user_id = :u",
+            s=account.subject,
+            u=uuid.UUID(body["user"]["id"]),
+        )
+        == 1
+    )
+    assert (
+        await count(
+            stack.db,
+            "SELECT count(*) FROM outbox WHERE type = 'user.created' AND body LIKE :u",
+            u=f"%{body['user']['id']}%",
+        )
+        == 1
+    )
     # The client secret went in the form, with the PKCE verifier.
     sent = provider.token_requests[-1]
     assert sent["client_secret"] == "gh-secret" and sent["code_verifier"]
@@ -200,8 +220,9 @@ async def test_github_account_without_verified_primary_email_is_refused(
     provider.github_account = account = new_account()
     account.email_verified = False
     assert_problem(await sign_in(stack.api, "github"), 401, "unauthenticated")
-    assert await count(stack.db, "SELECT count(*) FROM users WHERE email = :e",
-                       e=account.email) == 0
+    assert (
+        await count(stack.db, "SELECT count(*) FROM users WHERE email = :e", e=account.email) == 0
+    )
 
 
 async def test_google_oidc_flow_with_nonce_and_pkce(
@@ -215,8 +236,15 @@ async def test_google_oidc_flow_with_nonce_and_pkce(
     q = location.params
     assert q["response_type"] == "code" and "openid" in q["scope"].split()
     assert q["nonce"] and q["code_challenge"] and q["code_challenge_method"] == "S256"
-    assert await count(stack.db, "SELECT count(*) FROM oauth_states WHERE state = :s "
-                       "AND nonce = :n", s=q["state"], n=q["nonce"]) == 1
+    assert (
+        await count(
+            stack.db,
+            "SELECT count(*) FROM oauth_states WHERE state = :s AND nonce = :n",
+            s=q["state"],
+            n=q["nonce"],
+        )
+        == 1
+    )
 
     resp = await sign_in(stack.api, "google")
     assert resp.status_code == 200, resp.text
@@ -239,8 +267,9 @@ async def test_a_tampered_id_token_is_refused(
     provider.oidc_account = account = new_account("gmail.test")
     provider.tamper = tamper
     assert_problem(await sign_in(stack.api, "google"), 401, "unauthenticated")
-    assert await count(stack.db, "SELECT count(*) FROM users WHERE email = :e",
-                       e=account.email) == 0
+    assert (
+        await count(stack.db, "SELECT count(*) FROM users WHERE email = :e", e=account.email) == 0
+    )
 
 
 async def test_google_email_must_be_verified(stack: Stack, provider: op.OAuthProvider) -> None:
@@ -274,20 +303,25 @@ async def test_a_state_belongs_to_its_provider(stack: Stack, provider: op.OAuthP
     assert_problem(other, 401, "unauthenticated")
 
 
-async def test_a_state_expires_after_ten_minutes(
-    stack: Stack, provider: op.OAuthProvider
-) -> None:
+async def test_a_state_expires_after_ten_minutes(stack: Stack, provider: op.OAuthProvider) -> None:
     provider.github_account = new_account()
     back = await to_callback(stack.api, "github")
     async with stack.db.begin() as conn:
         await conn.execute(
-            text("UPDATE oauth_states SET created_at = now() - interval '11 minutes' "
-                 "WHERE state = :s"), {"s": back.params["state"]},
+            text(
+                "UPDATE oauth_states SET created_at = now() - interval '11 minutes' "
+                "WHERE state = :s"
+            ),
+            {"s": back.params["state"]},
         )
     assert_problem(await stack.api.get(back.path, params=back.params), 401, "unauthenticated")
     # Refused, and spent all the same.
-    assert await count(stack.db, "SELECT count(*) FROM oauth_states WHERE state = :s",
-                       s=back.params["state"]) == 0
+    assert (
+        await count(
+            stack.db, "SELECT count(*) FROM oauth_states WHERE state = :s", s=back.params["state"]
+        )
+        == 0
+    )
 
 
 async def test_provider_error_and_bad_code_are_refused(
@@ -302,9 +336,7 @@ async def test_provider_error_and_bad_code_are_refused(
     back = await to_callback(stack.api, "google")
     params = dict(back.params)
     params["code"] = "not-a-code-the-provider-issued"
-    assert_problem(
-        await stack.api.get(back.path, params=params), 401, "unauthenticated"
-    )
+    assert_problem(await stack.api.get(back.path, params=params), 401, "unauthenticated")
 
 
 async def test_a_failing_provider_is_503(stack: Stack, provider: op.OAuthProvider) -> None:

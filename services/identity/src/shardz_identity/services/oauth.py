@@ -39,8 +39,9 @@ METADATA_TTL_SECONDS = 3600.0
 JWKS_MIN_REFETCH_SECONDS = 30.0
 ID_TOKEN_ALGORITHMS = ["RS256"]
 # Google's ID tokens carry either spelling of its issuer ("Validating an ID token").
-GOOGLE_ISSUERS = {"https://accounts.google.com": ["https://accounts.google.com",
-                                                   "accounts.google.com"]}
+GOOGLE_ISSUERS = {
+    "https://accounts.google.com": ["https://accounts.google.com", "accounts.google.com"]
+}
 _ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -66,11 +67,21 @@ class ExternalIdentity:
 
 def provider_for(settings: IdentitySettings, name: str) -> Provider:
     if name == "github" and settings.github_client_id:
-        return Provider(name, settings.github_client_id, settings.github_client_secret,
-                        "read:user user:email", oidc=False)
+        return Provider(
+            name,
+            settings.github_client_id,
+            settings.github_client_secret,
+            "read:user user:email",
+            oidc=False,
+        )
     if name == "google" and settings.google_client_id:
-        return Provider(name, settings.google_client_id, settings.google_client_secret,
-                        "openid email", oidc=True)
+        return Provider(
+            name,
+            settings.google_client_id,
+            settings.google_client_secret,
+            "openid email",
+            oidc=True,
+        )
     raise NotFound(f"unknown sign-in provider: {name}")
 
 
@@ -182,7 +193,12 @@ class OAuthService:
         return str(url)
 
     async def sign_in(
-        self, session: AsyncSession, name: str, *, code: str | None, state: str | None,
+        self,
+        session: AsyncSession,
+        name: str,
+        *,
+        code: str | None,
+        state: str | None,
         error: str | None,
     ) -> SignupOut:
         provider = provider_for(self.settings, name)
@@ -215,9 +231,14 @@ class OAuthService:
         if not isinstance(profile, dict) or not isinstance(emails, list):
             raise ValueError("unexpected GitHub user document")
         chosen = next(
-            (e["email"] for e in emails if isinstance(e, dict)
-             and e.get("primary") is True and e.get("verified") is True
-             and isinstance(e.get("email"), str)),
+            (
+                e["email"]
+                for e in emails
+                if isinstance(e, dict)
+                and e.get("primary") is True
+                and e.get("verified") is True
+                and isinstance(e.get("email"), str)
+            ),
             None,
         )
         if chosen is None:
@@ -255,8 +276,11 @@ class OAuthService:
                 token = jwt.decode(id_token, keys, ID_TOKEN_ALGORITHMS)
             issuers = GOOGLE_ISSUERS.get(doc["issuer"], [doc["issuer"]])
             jwt.JWTClaimsRegistry(
-                leeway=60, exp={"essential": True}, iat={"essential": True},
-                sub={"essential": True}, iss={"essential": True, "values": list(issuers)},
+                leeway=60,
+                exp={"essential": True},
+                iat={"essential": True},
+                sub={"essential": True},
+                iss={"essential": True, "values": list(issuers)},
                 aud={"essential": True, "value": str(client_id)},
                 nonce={"essential": True, "value": nonce},
             ).validate(token.claims)
@@ -316,8 +340,14 @@ async def _user_for(session: AsyncSession, provider: str, identity: ExternalIden
         return user
     try:
         async with session.begin_nested():
-            session.add(OAuthLink(provider=provider, subject=identity.subject,
-                                  user_id=user.id, email=identity.email))
+            session.add(
+                OAuthLink(
+                    provider=provider,
+                    subject=identity.subject,
+                    user_id=user.id,
+                    email=identity.email,
+                )
+            )
     except IntegrityError:
         # A parallel callback for the same identity committed its link first: use it.
         user = await _live(session, await _find_link(session, provider, identity.subject))
