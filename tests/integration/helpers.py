@@ -33,3 +33,28 @@ def assert_problem(resp: httpx.Response, status: int, code: str) -> dict[str, An
     assert {"type", "title", "detail", "request_id"} <= body.keys()
     assert "Traceback" not in resp.text and "SELECT" not in resp.text
     return body
+
+
+async def create_db(
+    gateway: httpx.AsyncClient, token: str, name: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    body = {"name": name or f"db-{uuid.uuid4().hex[:8]}", **extra}
+    resp = await gateway.post("/v1/databases", json=body, headers=bearer(token))
+    assert resp.status_code == 201, resp.text
+    created: dict[str, Any] = resp.json()
+    return created
+
+
+async def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.1) -> Any:
+    """Poll an async predicate until it returns something truthy."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(interval)

@@ -18,6 +18,7 @@ class IdentitySettings(ServiceSettings):
         if not self.secret_key:
             raise RuntimeError("IDENTITY_SECRET_KEY must be set to a Fernet key")
         return self.secret_key.encode()
+
     bootstrap_admin_email: str | None = None
     bootstrap_admin_password: str | None = None
     access_token_seconds: int = 900

@@ -11,5 +11,21 @@ class ProvisionerSettings(ServiceSettings):
     service_name: str = "provisioner"
     port: int = 8102
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/shardz_provisioner"
-    # JSON list of tenant clusters registered at start (see the provisioner issue).
+    # JSON list of tenant clusters registered (upserted) at start:
+    # [{"name", "admin_dsn", "host", "port", "capacity"}]
     tenant_clusters: str = "[]"
+    # Fernet key for tenant credentials and admin DSNs at rest; required.
+    secret_key: str | None = None
+    # A provisioning intent older than this is a crashed saga: the reconciler rolls it back.
+    provisioning_timeout_seconds: float = 120.0
+    reconcile_interval_seconds: float = 10.0
+    deletion_poll_seconds: float = 1.0
+    metering_interval_seconds: float = 3600.0
+    admin_pool_size: int = 4
+    # Test-only fault injection: exit the process at a saga step ("after_role", "after_ddl").
+    fault_injection: str | None = None
+
+    def fernet_key(self) -> bytes:
+        if not self.secret_key:
+            raise RuntimeError("PROVISIONER_SECRET_KEY must be set to a Fernet key")
+        return self.secret_key.encode()

@@ -1,12 +1,32 @@
 from __future__ import annotations
 
+from cryptography.fernet import Fernet
 from fastapi import FastAPI
 
 from shardz_common.app import create_service_app
-from shardz_provisioner.api import databases
+from shardz_provisioner.api import clusters, databases, internal
 from shardz_provisioner.config import ProvisionerSettings
+from shardz_provisioner.services.clusters import ClusterRegistry
 
 
 def create_app(settings: ProvisionerSettings | None = None) -> FastAPI:
     settings = settings or ProvisionerSettings()
-    return create_service_app(settings, title="SmallShardz provisioner", routers=[databases.router])
+    fernet = Fernet(settings.fernet_key())
+
+    async def startup(app: FastAPI) -> None:
+        registry = ClusterRegistry(fernet, settings.admin_pool_size)
+        app.state.registry = registry
+        async with app.state.sessionmaker() as s, s.begin():
+            await registry.register_from_settings(s, settings.tenant_clusters)
+            await registry.load(s)
+
+    async def shutdown(app: FastAPI) -> None:
+        await app.state.registry.close()
+
+    return create_service_app(
+        settings,
+        title="SmallShardz provisioner",
+        routers=[databases.router, clusters.router, internal.router],
+        on_startup=startup,
+        on_shutdown=shutdown,
+    )

@@ -1,12 +1,54 @@
 from __future__ import annotations
 
-from shardz_common.worker import WorkerSpec
+from cryptography.fernet import Fernet
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shardz_common.worker import Periodic, WorkerSpec
 from shardz_provisioner.config import ProvisionerSettings
 from shardz_provisioner.db.tables import inbox, outbox
-from shardz_provisioner.events.handlers import CONSUMERS
+from shardz_provisioner.events.handlers import consumers
+from shardz_provisioner.services import reconciler
+from shardz_provisioner.services.clusters import ClusterRegistry
 
 
 def spec(settings: ProvisionerSettings | None = None) -> WorkerSpec:
+    settings = settings or ProvisionerSettings()
+    registry = ClusterRegistry(Fernet(settings.fernet_key()), settings.admin_pool_size)
+    loaded = False
+
+    async def ensure_loaded(sessions: async_sessionmaker[AsyncSession]) -> None:
+        nonlocal loaded
+        if not loaded:
+            async with sessions() as s, s.begin():
+                await registry.register_from_settings(s, settings.tenant_clusters)
+            loaded = True
+        async with sessions() as s:
+            await registry.load(s)
+
+    async def reconcile(sessions: async_sessionmaker[AsyncSession]) -> None:
+        await ensure_loaded(sessions)
+        await reconciler.rollback_stale_intents(
+            sessions, registry, settings.provisioning_timeout_seconds
+        )
+        await reconciler.find_orphans(sessions, registry)
+
+    async def delete(sessions: async_sessionmaker[AsyncSession]) -> None:
+        await ensure_loaded(sessions)
+        while await reconciler.finish_deletions(sessions, registry):
+            pass
+
+    async def meter(sessions: async_sessionmaker[AsyncSession]) -> None:
+        await ensure_loaded(sessions)
+        await reconciler.meter(sessions, registry)
+
     return WorkerSpec(
-        settings=settings or ProvisionerSettings(), outbox=outbox, inbox=inbox, consumers=CONSUMERS
+        settings=settings,
+        outbox=outbox,
+        inbox=inbox,
+        consumers=consumers(registry),
+        jobs=[
+            Periodic("reconcile", settings.reconcile_interval_seconds, reconcile),
+            Periodic("finish-deletions", settings.deletion_poll_seconds, delete),
+            Periodic("meter-usage", settings.metering_interval_seconds, meter),
+        ],
     )

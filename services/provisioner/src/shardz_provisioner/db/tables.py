@@ -1,11 +1,21 @@
-"""Provisioner's tables: its read model of accounts and the tenant databases it manages."""
+"""Provisioner's tables: accounts (read model), tenant clusters, databases, usage samples."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, String, UniqueConstraint, func
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -19,18 +29,33 @@ class Base(DeclarativeBase):
     metadata = metadata
 
 
+def _ts(nullable: bool = False) -> Mapped[datetime]:
+    if nullable:
+        return mapped_column(DateTime(timezone=True))
+    return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
 class Account(Base):
     """What the provisioner knows of a user, from identity's and billing's events."""
 
     __tablename__ = "accounts"
     user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="active")
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
+
+
+class Cluster(Base):
+    """A Postgres server that holds tenant databases."""
+
+    __tablename__ = "clusters"
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    admin_dsn: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # Fernet-encrypted
+    host: Mapped[str] = mapped_column(String(255), nullable=False)
+    port: Mapped[int] = mapped_column(Integer, nullable=False)
+    capacity: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="active")
+    created_at: Mapped[datetime] = _ts()
 
 
 class Database(Base):
@@ -40,14 +65,41 @@ class Database(Base):
     name: Mapped[str] = mapped_column(String(63), nullable=False)
     engine: Mapped[str] = mapped_column(String(20), nullable=False, server_default="postgres")
     plan: Mapped[str] = mapped_column(String(40), nullable=False, server_default="free")
+    # provisioning -> ready <-> suspended; ready|suspended -> deleting -> deleted
     status: Mapped[str] = mapped_column(String(20), nullable=False)
-    cluster: Mapped[str | None] = mapped_column(String(63))
+    cluster: Mapped[str | None] = mapped_column(ForeignKey("clusters.name"))
     db_name: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
     role_name: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
+    password: Mapped[bytes | None] = mapped_column(LargeBinary)  # Fernet-encrypted
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
+    deleted_at: Mapped[datetime | None] = _ts(nullable=True)
+    __table_args__ = (
+        Index(
+            "uq_databases_user_name_live",
+            "user_id",
+            "name",
+            unique=True,
+            postgresql_where=text("status <> 'deleted'"),
+        ),
+        Index("ix_databases_cluster_status", "cluster", "status"),
+        Index(
+            "ix_databases_pending",
+            "status",
+            "updated_at",
+            postgresql_where=text("status IN ('provisioning', 'deleting')"),
+        ),
     )
-    __table_args__ = (UniqueConstraint("user_id", "name", name="uq_databases_user_name"),)
+
+
+class UsageSample(Base):
+    __tablename__ = "usage_samples"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    database_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    connections: Mapped[int] = mapped_column(Integer, nullable=False)
+    measured_at: Mapped[datetime] = _ts()
+    __table_args__ = (Index("ix_usage_samples_db_at", "database_id", "measured_at"),)
 
 
 outbox = outbox_table(metadata)

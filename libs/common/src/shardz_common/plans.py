@@ -1,0 +1,47 @@
+"""The plan catalogue: one source of truth for the provisioner and billing (plans.json)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+
+class Plan(BaseModel):
+    id: str
+    resource_type: Literal["database", "storage"]
+    name: str
+    price_minor: int
+    currency: str
+    interval: Literal["month"]
+    limits: dict[str, Any]
+
+    @property
+    def is_free(self) -> bool:
+        return self.price_minor == 0
+
+
+@cache
+def _catalogue() -> dict[str, Plan]:
+    raw = json.loads(resources.files("shardz_common").joinpath("plans.json").read_text())
+    return {p["id"]: Plan(currency=raw["currency"], **p) for p in raw["items"]}
+
+
+def all_plans(free_storage_bytes: int | None = None) -> list[Plan]:
+    plans = list(_catalogue().values())
+    if free_storage_bytes is not None:
+        plans = [
+            p.model_copy(update={"limits": {**p.limits, "bytes": free_storage_bytes}})
+            if p.resource_type == "storage" and p.is_free
+            else p
+            for p in plans
+        ]
+    return plans
+
+
+def get_plan(plan_id: str, resource_type: str) -> Plan | None:
+    plan = _catalogue().get(plan_id)
+    return plan if plan is not None and plan.resource_type == resource_type else None

@@ -1,0 +1,45 @@
+"""Service-to-service: the terminal gateway opens sessions as the tenant's own role."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+
+from shardz_common.auth import Principal, check_internal_secret
+from shardz_common.db import SessionDep
+from shardz_common.errors import AccountSuspended, NotFound
+from shardz_provisioner.db.tables import Account, Cluster
+from shardz_provisioner.deps import RegistryDep
+from shardz_provisioner.domain.models import SessionCredential, SessionCredentialRequest
+from shardz_provisioner.services.provisioning import get_owned
+
+router = APIRouter(prefix="/internal", include_in_schema=False)
+
+
+@router.post("/session-credentials", response_model=SessionCredential)
+async def session_credential(
+    body: SessionCredentialRequest,
+    session: SessionDep,
+    registry: RegistryDep,
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+) -> SessionCredential:
+    check_internal_secret(
+        authorization, request.app.state.settings.secrets.provisioner_internal_secret
+    )
+    db = await get_owned(session, Principal(id=body.user_id), body.database_id)
+    account = await session.get(Account, body.user_id)
+    if db.status == "suspended" or (account is not None and account.status == "suspended"):
+        raise AccountSuspended("the account is suspended")
+    if db.status != "ready" or db.password is None:
+        raise NotFound("no such database")
+    cluster = await session.get(Cluster, db.cluster)
+    assert cluster is not None
+    return SessionCredential(
+        host=cluster.host,
+        port=cluster.port,
+        database=db.db_name,
+        username=db.role_name,
+        password=registry.fernet.decrypt(db.password).decode(),
+    )

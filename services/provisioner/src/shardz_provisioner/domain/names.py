@@ -1,0 +1,48 @@
+"""Generated server-side names and credentials; nothing here derives from user input."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import uuid
+from urllib.parse import quote
+
+DB_PREFIX = "shz_d_"
+ROLE_PREFIX = "shz_u_"
+SCRAM_ITERATIONS = 4096
+
+
+def db_name(database_id: uuid.UUID) -> str:
+    return f"{DB_PREFIX}{database_id.hex}"
+
+
+def role_name(database_id: uuid.UUID) -> str:
+    return f"{ROLE_PREFIX}{database_id.hex}"
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def scram_verifier(password: str, iterations: int = SCRAM_ITERATIONS) -> str:
+    """The SCRAM-SHA-256 verifier Postgres stores (RFC 5802/7677): the server only ever sees
+    this, so the plaintext never reaches its logs or pg_stat_activity."""
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    b64 = base64.b64encode
+    return (
+        f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}"
+        f"${b64(stored_key).decode()}:{b64(server_key).decode()}"
+    )
+
+
+def uri(username: str, password: str | None, host: str, port: int, database: str) -> str:
+    auth = quote(username, safe="")
+    if password is not None:
+        auth += ":" + quote(password, safe="")
+    return f"postgresql://{auth}@{host}:{port}/{database}"

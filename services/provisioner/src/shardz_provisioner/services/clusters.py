@@ -1,0 +1,154 @@
+"""Registered tenant clusters: admin connection pools, registration and placement."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+import structlog
+from cryptography.fernet import Fernet
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shardz_common.errors import NotFound, Unavailable
+from shardz_provisioner.db.tables import Cluster, Database
+from shardz_provisioner.domain.models import ClusterIn
+from shardz_provisioner.services import ddl
+
+log = structlog.get_logger(__name__)
+ADMIN_OPTIONS = "-c search_path=pg_catalog,pg_temp -c statement_timeout=60000"
+DOWN_SECONDS = 15.0
+
+
+class ClusterUnavailable(Unavailable):
+    # False when no connection was made at all, so nothing can have been changed.
+    reached: bool = False
+
+
+class ClusterRegistry:
+    def __init__(self, fernet: Fernet, pool_size: int = 4) -> None:
+        self.fernet = fernet
+        self.pool_size = pool_size
+        self._pools: dict[str, AsyncConnectionPool[AsyncConnection]] = {}
+        self._dsns: dict[str, str] = {}
+        self._down_until: dict[str, float] = {}
+
+    def encrypt(self, dsn: str) -> bytes:
+        return self.fernet.encrypt(dsn.encode())
+
+    async def load(self, session: AsyncSession) -> list[Cluster]:
+        clusters = list((await session.execute(select(Cluster))).scalars())
+        for c in clusters:
+            self._dsns[c.name] = self.fernet.decrypt(c.admin_dsn).decode()
+        return clusters
+
+    async def register(
+        self, session: AsyncSession, spec: ClusterIn, *, must_answer: bool = True
+    ) -> Cluster:
+        """Add or update a cluster; connects and hardens it first (so a typo fails here).
+        From configuration at start, a cluster that is down is registered all the same."""
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                spec.admin_dsn, autocommit=True, connect_timeout=5, options=ADMIN_OPTIONS
+            ) as conn:
+                await ddl.harden_cluster(conn)
+        except psycopg.Error as exc:
+            if must_answer:
+                raise ClusterUnavailable(f"cannot reach cluster {spec.name}") from exc
+            log.warning("registering a cluster that does not answer", cluster=spec.name)
+        values = {
+            "name": spec.name,
+            "admin_dsn": self.encrypt(spec.admin_dsn),
+            "host": spec.host,
+            "port": spec.port,
+            "capacity": spec.capacity,
+        }
+        await session.execute(
+            insert(Cluster)
+            .values(**values)
+            .on_conflict_do_update(
+                index_elements=[Cluster.name],
+                set_={k: v for k, v in values.items() if k != "name"},
+            )
+        )
+        old = self._pools.pop(spec.name, None)
+        if old is not None and self._dsns.get(spec.name) != spec.admin_dsn:
+            await old.close()
+        elif old is not None:
+            self._pools[spec.name] = old
+        self._dsns[spec.name] = spec.admin_dsn
+        cluster = await session.get(Cluster, spec.name)
+        assert cluster is not None
+        return cluster
+
+    async def register_from_settings(self, session: AsyncSession, raw: str) -> None:
+        for item in json.loads(raw or "[]"):
+            await self.register(session, ClusterIn.model_validate(item), must_answer=False)
+
+    def is_up(self, name: str) -> bool:
+        return self._down_until.get(name, 0.0) < time.monotonic()
+
+    def _pool(self, name: str) -> AsyncConnectionPool[AsyncConnection]:
+        pool = self._pools.get(name)
+        if pool is None:
+            dsn = self._dsns.get(name)
+            if dsn is None:
+                raise NotFound(f"unknown cluster {name}")
+            pool = AsyncConnectionPool(
+                dsn,
+                min_size=0,
+                max_size=self.pool_size,
+                open=False,
+                kwargs={"autocommit": True, "options": ADMIN_OPTIONS, "connect_timeout": 3},
+            )
+            self._pools[name] = pool
+        return pool
+
+    @asynccontextmanager
+    async def admin(self, name: str) -> AsyncIterator[AsyncConnection]:
+        """An admin connection to a cluster; a cluster that does not answer is 503."""
+        pool = self._pool(name)
+        reached = False
+        try:
+            if pool.closed:
+                await pool.open(wait=False)
+            async with pool.connection(timeout=4) as conn:
+                reached = True
+                yield conn
+        except (PoolTimeout, psycopg.OperationalError) as exc:
+            self._down_until[name] = time.monotonic() + DOWN_SECONDS
+            log.warning("tenant cluster unavailable", cluster=name, error=type(exc).__name__)
+            err = ClusterUnavailable("the database server is unavailable; nothing was changed")
+            err.reached = reached
+            raise err from exc
+        else:
+            self._down_until.pop(name, None)
+
+    async def close(self) -> None:
+        for pool in self._pools.values():
+            await pool.close()
+        self._pools.clear()
+
+    async def placement(self, session: AsyncSession) -> list[str]:
+        """Active clusters with room, least loaded first, those known down last."""
+        load = (
+            select(
+                Cluster.name,
+                Cluster.capacity,
+                func.count(Database.id).label("used"),
+            )
+            .outerjoin(
+                Database, (Database.cluster == Cluster.name) & (Database.status != "deleted")
+            )
+            .where(Cluster.status == "active")
+            .group_by(Cluster.name, Cluster.capacity)
+        )
+        rows = [r for r in (await session.execute(load)).all() if r.used < r.capacity]
+        rows.sort(key=lambda r: (not self.is_up(r.name), r.used / r.capacity, r.name))
+        return [r.name for r in rows]

@@ -1,0 +1,115 @@
+"""Idempotent DDL on a tenant cluster, composed with psycopg.sql (never string-pasted).
+
+Every function takes an autocommit admin connection whose search_path is pinned to
+pg_catalog, and schema-qualifies catalog objects anyway."""
+
+from __future__ import annotations
+
+from psycopg import AsyncConnection, sql
+
+from shardz_provisioner.domain.names import DB_PREFIX, ROLE_PREFIX
+
+# INHERIT stays: the owner acts through the implicit pg_database_owner (owner of `public`).
+ROLE_FLAGS = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+
+
+async def _exists(conn: AsyncConnection, query: str, name: str) -> bool:
+    cur = await conn.execute(query, (name,))
+    return await cur.fetchone() is not None
+
+
+async def create_role(
+    conn: AsyncConnection, role: str, verifier: str, connection_limit: int
+) -> None:
+    if await _exists(conn, "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", role):
+        verb = sql.SQL(
+            "ALTER ROLE {} WITH LOGIN " + ROLE_FLAGS + " CONNECTION LIMIT {} PASSWORD {}"
+        )
+    else:
+        verb = sql.SQL(
+            "CREATE ROLE {} WITH LOGIN " + ROLE_FLAGS + " CONNECTION LIMIT {} PASSWORD {}"
+        )
+    await conn.execute(
+        verb.format(sql.Identifier(role), sql.Literal(connection_limit), sql.Literal(verifier))
+    )
+
+
+async def create_database(conn: AsyncConnection, db: str, role: str) -> None:
+    if not await _exists(conn, "SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", db):
+        await conn.execute(
+            sql.SQL("CREATE DATABASE {} WITH OWNER {} TEMPLATE template0 ENCODING 'UTF8'").format(
+                sql.Identifier(db), sql.Identifier(role)
+            )
+        )
+    # Only the owner may connect; PUBLIC loses CONNECT and TEMPORARY.
+    await conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db)))
+
+
+async def set_password(conn: AsyncConnection, role: str, verifier: str) -> None:
+    await conn.execute(
+        sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(verifier)
+        )
+    )
+
+
+async def set_login(conn: AsyncConnection, role: str, login: bool) -> None:
+    flag = sql.SQL("LOGIN" if login else "NOLOGIN")
+    await conn.execute(sql.SQL("ALTER ROLE {} WITH {}").format(sql.Identifier(role), flag))
+
+
+async def terminate_sessions(conn: AsyncConnection, role: str) -> None:
+    await conn.execute(
+        "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity"
+        " WHERE usename = %s",
+        (role,),
+    )
+
+
+async def drop(conn: AsyncConnection, db: str, role: str) -> None:
+    await conn.execute(
+        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db))
+    )
+    await conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+async def usage(conn: AsyncConnection, db: str) -> tuple[int, int]:
+    cur = await conn.execute(
+        "SELECT pg_catalog.pg_database_size(%s),"
+        " (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s)",
+        (db, db),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+async def usage_all(conn: AsyncConnection) -> dict[str, tuple[int, int]]:
+    cur = await conn.execute(
+        "SELECT d.datname, pg_catalog.pg_database_size(d.oid),"
+        " (SELECT count(*) FROM pg_catalog.pg_stat_activity a WHERE a.datname = d.datname)"
+        " FROM pg_catalog.pg_database d WHERE d.datname LIKE %s",
+        (DB_PREFIX + "%",),
+    )
+    return {name: (int(size), int(n)) for name, size, n in await cur.fetchall()}
+
+
+async def platform_objects(conn: AsyncConnection) -> tuple[set[str], set[str]]:
+    """Roles and databases on the cluster that look like ours (by generated prefix)."""
+    roles = await conn.execute(
+        "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname LIKE %s", (ROLE_PREFIX + "%",)
+    )
+    dbs = await conn.execute(
+        "SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE %s", (DB_PREFIX + "%",)
+    )
+    return {r[0] for r in await roles.fetchall()}, {d[0] for d in await dbs.fetchall()}
+
+
+async def harden_cluster(conn: AsyncConnection) -> None:
+    """Tenants may connect to their own database only: not to postgres or template1."""
+    for db in ("postgres", "template1"):
+        await conn.execute(
+            sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(
+                sql.Identifier(db)
+            )
+        )

@@ -1,0 +1,211 @@
+"""Creating a database is a saga, not a hope:
+
+1. record the intent (status `provisioning`, generated names, encrypted password) and commit;
+2. run idempotent DDL on the chosen tenant cluster;
+3. mark it ready and write `db.provisioned` in one transaction.
+
+A crash between the steps leaves an intent that the reconciler rolls back (worker). Each step
+is its own unit of work, so this use case owns its commits."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shardz_common.auth import Principal
+from shardz_common.errors import (
+    AccountSuspended,
+    Conflict,
+    NotFound,
+    PlanLimitReached,
+    ValidationFailed,
+)
+from shardz_common.events import DatabaseProvisioned, DatabaseUsageReported
+from shardz_common.plans import Plan, get_plan
+from shardz_provisioner.config import ProvisionerSettings
+from shardz_provisioner.db.tables import Account, Cluster, Database
+from shardz_provisioner.domain import names
+from shardz_provisioner.domain.models import DatabaseCreate, DatabaseWithPassword
+from shardz_provisioner.services import ddl
+from shardz_provisioner.services.clusters import ClusterRegistry, ClusterUnavailable
+from shardz_provisioner.services.events import emit
+from shardz_provisioner.services.views import to_out
+
+log = structlog.get_logger(__name__)
+
+
+def _fault(settings: ProvisionerSettings, step: str) -> None:
+    """Test-only crash injection (PROVISIONER_FAULT_INJECTION): die like a killed process."""
+    if settings.fault_injection == step:
+        log.warning("fault injection: exiting", step=step)
+        os._exit(137)
+
+
+async def lock_account(session: AsyncSession, user_id: uuid.UUID) -> Account:
+    """The account row, locked: serialises a user's concurrent creations (plan limits)."""
+    await session.execute(insert(Account).values(user_id=user_id).on_conflict_do_nothing())
+    account = (
+        await session.execute(select(Account).where(Account.user_id == user_id).with_for_update())
+    ).scalar_one()
+    if account.status == "suspended":
+        raise AccountSuspended("the account is suspended for an unpaid invoice")
+    return account
+
+
+async def _check_plan(
+    session: AsyncSession, settings: ProvisionerSettings, user: Principal, plan: Plan
+) -> None:
+    if not plan.is_free:
+        return
+    held = (
+        await session.execute(
+            select(func.count())
+            .select_from(Database)
+            .where(
+                Database.user_id == user.id,
+                Database.plan == plan.id,
+                Database.status != "deleted",
+            )
+        )
+    ).scalar_one()
+    if held >= settings.platform.free_plan_databases:
+        raise PlanLimitReached(
+            f"the free plan allows {settings.platform.free_plan_databases} databases"
+        )
+
+
+async def create(
+    sessions: async_sessionmaker[AsyncSession],
+    registry: ClusterRegistry,
+    settings: ProvisionerSettings,
+    user: Principal,
+    body: DatabaseCreate,
+) -> DatabaseWithPassword:
+    plan = get_plan(body.plan, "database")
+    if plan is None:
+        raise ValidationFailed(f"unknown database plan {body.plan!r}", field="plan")
+    database_id = uuid.uuid4()
+    password = names.new_password()
+    # 1. intent
+    async with sessions() as s, s.begin():
+        await lock_account(s, user.id)
+        await _check_plan(s, settings, user, plan)
+        candidates = await registry.placement(s)
+        if not candidates:
+            raise ClusterUnavailable("no database server has room right now")
+        db = Database(
+            id=database_id,
+            user_id=user.id,
+            name=body.name,
+            engine=body.engine,
+            plan=plan.id,
+            status="provisioning",
+            cluster=candidates[0],
+            db_name=names.db_name(database_id),
+            role_name=names.role_name(database_id),
+            password=registry.fernet.encrypt(password.encode()),
+        )
+        s.add(db)
+        try:
+            await s.flush()
+        except IntegrityError as exc:
+            raise Conflict(f"you already have a database named {body.name!r}") from exc
+    # 2. DDL
+    try:
+        size = await _run_ddl(registry, settings, db, password, plan)
+    except ClusterUnavailable as exc:
+        await _abandon(sessions, registry, db, ddl_may_have_run=exc.reached)
+        raise
+    except BaseException:
+        await _abandon(sessions, registry, db, ddl_may_have_run=True)
+        raise
+    _fault(settings, "after_ddl")
+    # 3. ready + events, together
+    async with sessions() as s, s.begin():
+        row = await s.get(Database, database_id, with_for_update=True)
+        assert row is not None
+        row.status = "ready"
+        row.updated_at = datetime.now(UTC)
+        cluster = await s.get(Cluster, row.cluster)
+        assert cluster is not None
+        emit(
+            s,
+            DatabaseProvisioned(
+                database_id=row.id,
+                user_id=row.user_id,
+                engine=row.engine,
+                cluster=cluster.name,
+                plan=row.plan,
+            ),
+            row.id,
+        )
+        emit(
+            s,
+            DatabaseUsageReported(
+                database_id=row.id,
+                user_id=row.user_id,
+                size_bytes=size,
+                measured_at=datetime.now(UTC),
+            ),
+            row.id,
+        )
+        out = to_out(row, cluster)
+    return DatabaseWithPassword(
+        **out.model_dump(exclude={"uri"}),
+        password=password,
+        uri=names.uri(out.username, password, out.host, out.port, out.database),
+    )
+
+
+async def _run_ddl(
+    registry: ClusterRegistry,
+    settings: ProvisionerSettings,
+    db: Database,
+    password: str,
+    plan: Plan,
+) -> int:
+    assert db.cluster is not None
+    limit = int(plan.limits.get("connections", 5))
+    async with registry.admin(db.cluster) as conn:
+        await ddl.create_role(conn, db.role_name, names.scram_verifier(password), limit)
+        _fault(settings, "after_role")
+        await ddl.create_database(conn, db.db_name, db.role_name)
+        size, _ = await ddl.usage(conn, db.db_name)
+    return size
+
+
+async def _abandon(
+    sessions: async_sessionmaker[AsyncSession],
+    registry: ClusterRegistry,
+    db: Database,
+    *,
+    ddl_may_have_run: bool,
+) -> None:
+    """Undo a failed creation: whatever DDL ran is dropped, the intent is removed. If the
+    cluster went away mid-way the intent stays for the reconciler, which retries the undo."""
+    assert db.cluster is not None
+    if ddl_may_have_run:
+        try:
+            async with registry.admin(db.cluster) as conn:
+                await ddl.drop(conn, db.db_name, db.role_name)
+        except ClusterUnavailable:
+            log.warning("rollback deferred to the reconciler", database_id=str(db.id))
+            return
+    async with sessions() as s, s.begin():
+        row = await s.get(Database, db.id)
+        if row is not None:
+            await s.delete(row)
+
+
+async def get_owned(session: AsyncSession, user: Principal, database_id: uuid.UUID) -> Database:
+    row = await session.get(Database, database_id)
+    if row is None or row.user_id != user.id or row.status == "deleted":
+        raise NotFound("no such database")
+    return row
