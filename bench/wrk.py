@@ -72,7 +72,8 @@ def run_wrk(wrk: str, url: str, headers: dict[str, str], load: Load) -> HttpResu
     try:
         base = [wrk, f"-t{load.threads}", f"-c{load.connections}", "-s", script, "--latency"]
         if load.warmup_seconds:
-            subprocess.run([*base, f"-d{load.warmup_seconds}s", url], capture_output=True, check=True)
+            warm = [*base, f"-d{load.warmup_seconds}s", url]
+            subprocess.run(warm, capture_output=True, check=True)
         out = subprocess.run(
             [*base, f"-d{load.seconds}s", url], capture_output=True, text=True, check=True
         ).stdout
@@ -93,7 +94,6 @@ def run_wrk(wrk: str, url: str, headers: dict[str, str], load: Load) -> HttpResu
 
 async def _httpx_load(url: str, headers: dict[str, str], load: Load) -> HttpResult:
     import httpx
-
     from common import percentile
 
     latencies: list[float] = []

@@ -58,3 +58,48 @@ async def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.1)
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+async def admin_token(gateway: httpx.AsyncClient, env: dict[str, str]) -> str:
+    resp = await gateway.post(
+        "/v1/auth/login",
+        json={
+            "email": env["IDENTITY_BOOTSTRAP_ADMIN_EMAIL"],
+            "password": env["IDENTITY_BOOTSTRAP_ADMIN_PASSWORD"],
+        },
+    )
+    assert resp.status_code == 200, resp.text
+    token: str = resp.json()["access_token"]
+    return token
+
+
+async def publish_event(amqp_url: str, type_: str, data: dict[str, Any]) -> str:
+    """Publish a CloudEvent the way a service's relay would (e.g. billing's, before it exists)."""
+    import json
+
+    import aio_pika
+
+    event_id = str(uuid.uuid4())
+    body = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "tests",
+        "type": type_,
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    conn = await aio_pika.connect(amqp_url)
+    try:
+        channel = await conn.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(
+            "platform.events", aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        await exchange.publish(
+            aio_pika.Message(
+                json.dumps(body).encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+            ),
+            routing_key=type_,
+        )
+    finally:
+        await conn.close()
+    return event_id

@@ -43,7 +43,7 @@ def run_cli(
             port=settings.port,
             access_log=False,
             proxy_headers=True,
-            forwarded_allow_ips="127.0.0.1",
+            forwarded_allow_ips=settings.platform.trusted_proxies,
             http="httptools",
             loop="uvloop",
             lifespan="on",

@@ -23,6 +23,8 @@ class PlatformSettings(BaseSettings):
     jwt_issuer: str = "smallshardz-identity"
     jwt_audience: str = "smallshardz"
     otlp_endpoint: str | None = None
+    # Addresses whose X-Forwarded-For is believed (the gateway); e.g. a pod CIDR on Kubernetes.
+    trusted_proxies: str = "127.0.0.1"
     log_level: str = "INFO"
 
 

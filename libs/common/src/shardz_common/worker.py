@@ -38,6 +38,7 @@ class WorkerSpec:
     inbox: Table
     consumers: Sequence[Consumer[Any]] = ()
     jobs: Sequence[Periodic] = field(default_factory=list)
+    on_shutdown: Callable[[], Awaitable[None]] | None = None
 
 
 async def _every(spec: Periodic, sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -94,6 +95,13 @@ async def run_worker(spec: WorkerSpec) -> None:
             log.error("worker task died", task=t.get_name(), error=repr(t.exception()))
     for t in tasks:
         t.cancel()
-    await runner.close()
-    await engine.dispose()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    try:
+        async with asyncio.timeout(10):
+            await runner.close()
+            if spec.on_shutdown is not None:
+                await spec.on_shutdown()
+            await engine.dispose()
+    except TimeoutError:
+        log.warning("worker shutdown timed out")
     log.info("worker stopped")

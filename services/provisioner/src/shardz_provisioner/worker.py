@@ -46,6 +46,7 @@ def spec(settings: ProvisionerSettings | None = None) -> WorkerSpec:
         outbox=outbox,
         inbox=inbox,
         consumers=consumers(registry),
+        on_shutdown=registry.close,
         jobs=[
             Periodic("reconcile", settings.reconcile_interval_seconds, reconcile),
             Periodic("finish-deletions", settings.deletion_poll_seconds, delete),

@@ -105,6 +105,8 @@ class ClusterRegistry:
                 min_size=0,
                 max_size=self.pool_size,
                 open=False,
+                # a pooled connection to a server that went away is noticed before use
+                check=AsyncConnectionPool.check_connection,
                 kwargs={"autocommit": True, "options": ADMIN_OPTIONS, "connect_timeout": 3},
             )
             self._pools[name] = pool

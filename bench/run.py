@@ -1,0 +1,39 @@
+"""SmallShardz benchmarks: `uv run python bench/run.py [auth|events|all]`.
+
+Every figure is printed next to a floor measured in the same run on the same machine, and
+as a ratio; the last lines are a markdown table for the README."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Row, machine_note, markdown
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("which", nargs="?", default="all", choices=["auth", "events", "all"])
+    args = parser.parse_args()
+    print(f"machine: {machine_note()}", flush=True)
+    if os.getloadavg()[0] > 0.7:
+        print("WARNING: the machine is busy (another test run?); ratios are noisy", flush=True)
+    rows: list[Row] = []
+    if args.which in ("auth", "all"):
+        import auth_bench
+
+        rows += auth_bench.run()
+    if args.which in ("events", "all"):
+        import events_bench
+
+        rows += events_bench.run()
+    print(f"\nmachine after: {machine_note()}")
+    print("\n" + markdown(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Kill the provisioner in the middle of the saga; after a restart the reconciler converges."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+import pytest
+
+from shardz_devstack.config import repo_root
+from tests.integration.helpers import admin_token, bearer, signup, wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def process(stack, command: str, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    full = {**stack.prepared.process_env(), **env}
+    log = open(stack.log_dir / f"crash-{command}-{env.get('PROVISIONER_PORT', 'w')}.log", "wb")
+    proc = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "shardz_provisioner", command],
+        env=full,
+        cwd=repo_root(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+        log.close()
+
+
+async def wait_http(url: str) -> None:
+    async def up() -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            async with httpx.AsyncClient() as c:
+                return (await c.get(url)).status_code == 200
+        return False
+
+    await wait_for(up, timeout=30)
+
+
+async def on_server(stack, pattern: str) -> tuple[set[str], set[str]]:
+    async with await psycopg.AsyncConnection.connect(stack.tenant_dsns[0]) as conn:
+        roles = await (
+            await conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (pattern,))
+        ).fetchall()
+        dbs = await (
+            await conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (pattern,))
+        ).fetchall()
+    return {r[0] for r in roles}, {d[0] for d in dbs}
+
+
+async def intents(stack, user_id: str) -> list[tuple[str, str, str]]:
+    dsn = f"postgresql://postgres@127.0.0.1:5432/{stack.config.database_name('provisioner')}"
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT status, db_name, role_name FROM databases WHERE user_id = %s", (user_id,)
+            )
+        ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("step", "role_left", "db_left"),
+    [("after_role", True, False), ("after_ddl", True, True)],
+)
+async def test_crash_mid_saga_converges_after_restart(
+    gateway, stack, step: str, role_left: bool, db_left: bool
+) -> None:
+    user = await signup(gateway)
+    uid, token = user["user"]["id"], user["access_token"]
+    port = free_port()
+    with process(stack, "api", PROVISIONER_PORT=str(port), PROVISIONER_FAULT_INJECTION=step) as api:
+        await wait_http(f"http://127.0.0.1:{port}/readyz")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as direct:
+            with pytest.raises(httpx.HTTPError):  # the process dies mid-request
+                await direct.post("/v1/databases", json={"name": "doomed"}, headers=bearer(token))
+        assert api.wait(10) == 137
+    [(status, db_name, role_name)] = await intents(stack, uid)
+    assert status == "provisioning"
+    roles, dbs = await on_server(stack, "shz_%")
+    assert (role_name in roles, db_name in dbs) == (role_left, db_left)
+    # the API tells the truth meanwhile: the database is not ready
+    listed = (await gateway.get("/v1/databases", headers=bearer(token))).json()["items"]
+    assert [d["status"] for d in listed] == ["provisioning"]
+
+    # "restart": a worker whose reconciler treats the intent as abandoned
+    with process(
+        stack,
+        "worker",
+        PROVISIONER_PROVISIONING_TIMEOUT_SECONDS="1",
+        PROVISIONER_RECONCILE_INTERVAL_SECONDS="0.5",
+    ):
+
+        async def converged() -> bool:
+            roles, dbs = await on_server(stack, "shz_%")
+            return not await intents(stack, uid) and role_name not in roles and db_name not in dbs
+
+        await wait_for(converged, timeout=30)
+    assert (await gateway.get("/v1/databases", headers=bearer(token))).json()["items"] == []
+    # no orphan is left on any cluster, and the user can create the database after all
+    admin = await admin_token(gateway, stack.env)
+    report = (await gateway.get("/v1/clusters/orphans", headers=bearer(admin))).json()
+    assert all(role_name not in o["roles"] and db_name not in o["databases"] for o in report)
+    again = await gateway.post("/v1/databases", json={"name": "doomed"}, headers=bearer(token))
+    assert again.status_code == 201
+    await asyncio.sleep(0)
+
+
+async def test_orphans_on_a_cluster_are_reported(gateway, stack) -> None:
+    admin = await admin_token(gateway, stack.env)
+    async with await psycopg.AsyncConnection.connect(stack.tenant_dsns[0], autocommit=True) as conn:
+        await conn.execute("CREATE ROLE shz_u_0000000000000000000000000000dead")
+        try:
+            report = (await gateway.get("/v1/clusters/orphans", headers=bearer(admin))).json()
+            local = next(o for o in report if o["cluster"] == "local-1")
+            assert "shz_u_0000000000000000000000000000dead" in local["roles"]
+        finally:
+            await conn.execute("DROP ROLE shz_u_0000000000000000000000000000dead")
