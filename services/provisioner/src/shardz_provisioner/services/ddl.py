@@ -5,9 +5,12 @@ pg_catalog, and schema-qualifies catalog objects anyway."""
 
 from __future__ import annotations
 
-from psycopg import AsyncConnection, sql
+import structlog
+from psycopg import AsyncConnection, errors, sql
 
 from shardz_provisioner.domain.names import DB_PREFIX, ROLE_PREFIX
+
+log = structlog.get_logger(__name__)
 
 # INHERIT stays: the owner acts through the implicit pg_database_owner (owner of `public`).
 ROLE_FLAGS = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
@@ -67,10 +70,37 @@ async def terminate_sessions(conn: AsyncConnection, role: str) -> None:
 
 
 async def drop(conn: AsyncConnection, db: str, role: str) -> None:
-    await conn.execute(
-        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db))
-    )
-    await conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    """Drop a tenant database and its role, whatever the tenants did to get in the way.
+
+    The owner may flag its database `IS_TEMPLATE` (DROP DATABASE refuses templates), and any
+    tenant may grant privileges to another tenant's role (DROP ROLE refuses a role that holds
+    privileges). Either would fail every deletion retry and stall the queue behind it."""
+    role_exists = await _exists(conn, "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", role)
+    if role_exists:  # no new sessions to flip the flag back; end the open ones
+        await set_login(conn, role, False)
+        await terminate_sessions(conn, role)
+    if await _exists(conn, "SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s", db):
+        await conn.execute(
+            sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE false").format(sql.Identifier(db))
+        )
+        await conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db))
+        )
+    if not role_exists:
+        return
+    # Run in the admin's own database: revokes what others granted this role on shared
+    # objects (e.g. CONNECT on their databases); the role owns nothing here.
+    await conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+    try:
+        await conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    except errors.DependentObjectsStillExist:
+        # Privileges granted on objects inside another tenant's database: only DROP OWNED
+        # run in that database clears them. Leave the role inert (no login, no password)
+        # for the orphan report rather than failing the deletion forever.
+        log.warning("tenant role kept without login: others granted it privileges", role=role)
+        await conn.execute(
+            sql.SQL("ALTER ROLE {} WITH NOLOGIN PASSWORD NULL").format(sql.Identifier(role))
+        )
 
 
 async def usage(conn: AsyncConnection, db: str) -> tuple[int, int]:
