@@ -94,7 +94,7 @@ async def measure(
 # ---------------------------------------------------------------- the platform pipeline
 
 
-async def platform(amqp_url: str, tag: str, proto: bool = False) -> Figures:
+async def platform(amqp_url: str, tag: str) -> Figures:
     from sqlalchemy import Column, String, Table
     from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -108,18 +108,9 @@ async def platform(amqp_url: str, tag: str, proto: bool = False) -> Figures:
     tracker = Tracker()
 
     class TimedRunner(ConsumerRunner):
-        async def apply(self, c: Any, event_id: str, event: Any) -> bool:
-            fresh = await super().apply(c, event_id, event)  # returns after the commit
-            tracker.done(event_id)
-            return fresh
-
-    if proto:  # the batched consumer proposed in bench/proto_common.py
-        from proto_common import ConsumerRunner as ProtoRunner
-
-        class TimedRunner(ProtoRunner):  # type: ignore[no-redef]
-            def after_commit(self, event_ids: list[str]) -> None:
-                for eid in event_ids:
-                    tracker.done(eid)
+        def after_commit(self, event_ids: list[str]) -> None:
+            for eid in event_ids:
+                tracker.done(eid)
 
     async with fresh_database("shardz_bench_events") as url:
         md = new_metadata()
@@ -244,7 +235,7 @@ async def floor(amqp_url: str, tag: str) -> Figures:
 # ---------------------------------------------------------------- entry
 
 
-async def _run() -> tuple[Figures, Figures, Figures]:
+async def _run() -> tuple[Figures, Figures]:
     from shardz_devstack import rabbit
 
     tag = uuid.uuid4().hex[:8]
@@ -254,22 +245,20 @@ async def _run() -> tuple[Figures, Figures, Figures]:
     try:
         fl = await floor(amqp_url, tag)
         ours = await platform(amqp_url, f"{tag}a")
-        proto = await platform(amqp_url, f"{tag}b", proto=True)
     finally:
         await asyncio.to_thread(rabbit.delete_vhost, vhost)
-    return ours, fl, proto
+    return ours, fl
 
 
 def run() -> list[Row]:
     import uvloop  # as the services run
 
-    ours, fl, proto = uvloop.run(_run())
+    ours, fl = uvloop.run(_run())
     rows = [
         [name, f"{f.p50_ms:.2f}", f"{f.p99_ms:.2f}", f"{f.events_per_s:,.0f}", str(f.n_latency)]
         for name, f in (
             ("platform: outbox commit -> relay -> consumer committed", ours),
             ("floor: aio-pika publish+confirm -> consume (quorum)", fl),
-            ("prototype: batched consumer (bench/proto_common.py)", proto),
         )
     ]
     print_table(
@@ -286,10 +275,6 @@ def run() -> list[Row]:
     print(
         f"goals: p50 <= 5 ms {'OK' if ours.p50_ms <= 5 else 'MISSED'}; "
         f">= 2,000 events/s {'OK' if ours.events_per_s >= 2000 else 'MISSED'}"
-    )
-    print(
-        f"prototype: p50 {proto.p50_ms:.2f} ms, {proto.events_per_s:,.0f} events/s "
-        f"(throughput ours/floor {proto.events_per_s / fl.events_per_s:.2f})"
     )
     return [
         Row("event commit -> handled p50", ours.p50_ms, fl.p50_ms, "ms", "<= 5 ms", False),

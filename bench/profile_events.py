@@ -1,10 +1,10 @@
 """Where the platform pipeline's time goes: each stage alone, on a backlog of N events.
 
-`uv run python bench/profile_events.py [--profile DIR] [--prefetch N] [--patched]`
+`uv run python bench/profile_events.py [--profile DIR] [--prefetch N]`
  1. writer: N events in transactions of 100 (no relay running)
  2. relay: drain the N-row outbox to a bound quorum queue (no consumer running)
  3. consumer: drain the N-message queue through ConsumerRunner
---patched uses the prototype in bench/proto_common.py instead of shardz_common's relay/consumers."""
+"""
 
 from __future__ import annotations
 
@@ -47,21 +47,17 @@ def stage(name: str, prof_dir: str | None):  # type: ignore[no-untyped-def]
     )
 
 
-async def main(prof_dir: str | None, prefetch: int, patched: bool) -> None:
+async def main(prof_dir: str | None, prefetch: int) -> None:
     from sqlalchemy import func, select
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from shardz_common.consumers import ConsumerRunner, consumer
     from shardz_common.db import make_engine, make_sessionmaker, new_metadata
     from shardz_common.events import UserCreated
     from shardz_common.outbox import NOTIFY_TRIGGER_SQL, add_event, inbox_table, outbox_table
+    from shardz_common.relay import OutboxRelay
     from shardz_common.testing.db import fresh_database
     from shardz_devstack import rabbit
-
-    if patched:
-        from proto_common import ConsumerRunner, OutboxRelay, consumer
-    else:
-        from shardz_common.consumers import ConsumerRunner, consumer
-        from shardz_common.relay import OutboxRelay
 
     tag = uuid.uuid4().hex[:8]
     vhost = f"shardz-bench-{tag}"
@@ -143,10 +139,9 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--profile", default=None)
     p.add_argument("--prefetch", type=int, default=64)
-    p.add_argument("--patched", action="store_true")
     a = p.parse_args()
     if a.profile:
         Path(a.profile).mkdir(parents=True, exist_ok=True)
     import uvloop
 
-    uvloop.run(main(a.profile, a.prefetch, a.patched))
+    uvloop.run(main(a.profile, a.prefetch))

@@ -21,12 +21,17 @@ from shardz_common.auth import (
     JWKSKeySource,
     TokenVerifier,
 )
-from shardz_common.db import make_engine, make_sessionmaker
+from shardz_common.db import (
+    make_engine,
+    make_read_pool,
+    make_read_sessionmaker,
+    make_sessionmaker,
+)
 from shardz_common.errors import install_error_handlers
 from shardz_common.logging import configure_logging
 from shardz_common.middleware import MetricsMiddleware, RequestIdMiddleware
 from shardz_common.settings import ServiceSettings
-from shardz_common.telemetry import configure_tracing, instrument_app
+from shardz_common.telemetry import configure_tracing, fastapi_telemetry, instrument_engine
 
 Hook = Callable[[FastAPI], Any]
 
@@ -63,12 +68,15 @@ def create_service_app(
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.read_sessionmaker = make_read_sessionmaker(engine)
+        app.state.read_pool = make_read_pool(settings.database_url, settings.db_pool_size)
+        await app.state.read_pool.open(wait=False)
         app.state.http = httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=20))
         app.state.broker = None
         app.state.authenticator = (
             authenticator(app) if authenticator else default_authenticator(settings, app.state.http)
         )
-        instrument_app(app, engine, settings.platform.otlp_endpoint)
+        instrument_engine(engine, settings.platform.otlp_endpoint)
         broker_task = asyncio.create_task(_connect_broker(app, settings.platform.amqp_url))
         if on_startup:
             await on_startup(app)
@@ -81,9 +89,16 @@ def create_service_app(
             if app.state.broker is not None:
                 await app.state.broker.close()
             await app.state.http.aclose()
+            await app.state.read_pool.close()
             await engine.dispose()
 
-    app = FastAPI(title=title, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title=title,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        telemetry=fastapi_telemetry(settings.platform.otlp_endpoint),  # type: ignore[arg-type]
+    )
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)

@@ -87,12 +87,40 @@ class JWKSKeySource:
 
 
 class TokenVerifier:
-    def __init__(self, keys: KeySource, issuer: str, audience: str) -> None:
+    """Verifies access tokens. A token already verified is remembered (by its exact bytes)
+    until it expires, at most `cache_seconds`: a client reuses its token for many requests,
+    and the signature check is the costliest step of an authenticated read."""
+
+    def __init__(
+        self,
+        keys: KeySource,
+        issuer: str,
+        audience: str,
+        *,
+        cache_seconds: float = 60.0,
+        cache_size: int = 10_000,
+    ) -> None:
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
+        self.cache_seconds = cache_seconds
+        self.cache_size = cache_size
+        self._verified: dict[str, tuple[float, Principal]] = {}
 
     async def verify(self, token: str) -> Principal:
+        now = time.time()
+        hit = self._verified.get(token)
+        if hit is not None:
+            if hit[0] > now:
+                return hit[1]
+            del self._verified[token]
+        principal, exp = await self._verify(token)
+        if len(self._verified) >= self.cache_size:
+            self._verified.clear()
+        self._verified[token] = (min(exp, now + self.cache_seconds), principal)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -112,7 +140,8 @@ class TokenVerifier:
                 options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
                 leeway=5,
             )
-            return Principal(id=UUID(claims["sub"]), role=str(claims.get("role", "user")))
+            principal = Principal(id=UUID(claims["sub"]), role=str(claims.get("role", "user")))
+            return principal, float(claims["exp"])
         except (jwt.PyJWTError, ValueError) as exc:
             raise Unauthenticated("invalid or expired token") from exc
 

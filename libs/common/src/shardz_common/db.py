@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -51,6 +53,12 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
 
 
+def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions on the same pool in autocommit mode (a client-side psycopg switch)."""
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return async_sessionmaker(autocommit, expire_on_commit=False, autoflush=False)
+
+
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's unit of work. Scope "function": it commits before the response is sent,
     so a 2xx never hides a failed commit; an error rolls back unless it asks to commit."""
@@ -71,4 +79,33 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
 
 
+async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """For read-only requests: an autocommit session, so a read costs one round trip
+    (no BEGIN/COMMIT); each statement sees committed data."""
+    maker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
+    async with maker() as session:
+        yield session
+
+
+def make_read_pool(url: str, size: int) -> AsyncConnectionPool[AsyncConnection]:
+    """A plain psycopg pool in autocommit mode for the hottest single-row reads, where the
+    ORM session and SQLAlchemy's pool cost more than the query (see README, Performance)."""
+    dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    return AsyncConnectionPool(
+        dsn,
+        min_size=1,
+        max_size=size,
+        open=False,
+        kwargs={"autocommit": True, "connect_timeout": 5},
+    )
+
+
+async def _read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    pool: AsyncConnectionPool[AsyncConnection] = request.app.state.read_pool
+    async with pool.connection(timeout=5) as conn:
+        yield conn
+
+
 SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+ReadConnection = Annotated[AsyncConnection, Depends(_read_connection, scope="function")]
+ReadSessionDep = Annotated[AsyncSession, Depends(_read_session, scope="function")]

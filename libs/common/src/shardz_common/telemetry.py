@@ -14,29 +14,34 @@ _configured = False
 
 
 def configure_tracing(service: str, otlp_endpoint: str | None) -> None:
-    """Install a tracer provider; spans are exported only when an endpoint is set."""
+    """Record and export spans only when a collector is configured. Without one, the API's
+    no-op provider still carries an incoming `traceparent` through HTTP and events, at no
+    cost per request (a recording provider would also switch on FastAPI's native spans)."""
     global _configured
-    if _configured:
+    if _configured or not otlp_endpoint:
         return
     _configured = True
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    if otlp_endpoint:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{otlp_endpoint}/v1/traces"))
-        )
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(
+        BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{otlp_endpoint}/v1/traces"))
+    )
     trace.set_tracer_provider(provider)
 
 
-def instrument_app(app: Any, engine: Any, otlp_endpoint: str | None) -> None:
-    """HTTP and SQL instrumentation; skipped without an exporter, where it would only cost."""
+def fastapi_telemetry(otlp_endpoint: str | None) -> dict[str, Any]:
+    """FastAPI's native OpenTelemetry spans for HTTP, on only with a collector."""
+    on = bool(otlp_endpoint)
+    return {"tracing": on, "metrics": False, "logs": False}
+
+
+def instrument_engine(engine: Any, otlp_endpoint: str | None) -> None:
+    """SQL spans; skipped without a collector, where they would only cost."""
     if not otlp_endpoint:
         return
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from psycopg import AsyncConnection
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,7 +14,14 @@ from shardz_common.auth import Principal
 from shardz_common.errors import Conflict, Unauthenticated
 from shardz_common.events import ApiKeyRevoked, UserCreated, UserDeleted
 from shardz_identity.db.tables import ApiKey, User
-from shardz_identity.domain.models import Credentials, LoginBody, SignupOut, TokenPair, UserOut
+from shardz_identity.domain.models import (
+    Credentials,
+    LoginBody,
+    MeOut,
+    SignupOut,
+    TokenPair,
+    UserOut,
+)
 from shardz_identity.services.events import emit
 from shardz_identity.services.passwords import hash_password, verify_password
 from shardz_identity.services.ratelimit import LoginLimiter
@@ -81,6 +89,19 @@ async def get_active(session: AsyncSession, principal: Principal) -> User:
     if user is None or user.status == "deleted":
         raise Unauthenticated("account no longer exists")
     return user
+
+
+async def me(conn: AsyncConnection, principal: Principal) -> MeOut:
+    """The hot authenticated read: one indexed row over the plain psycopg read pool."""
+    cur = await conn.execute(
+        "SELECT id, email, created_at, status, role FROM users"
+        " WHERE id = %s AND status <> 'deleted'",
+        (principal.id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise Unauthenticated("account no longer exists")
+    return MeOut(id=row[0], email=row[1], created_at=row[2], status=row[3], role=row[4])
 
 
 async def delete_account(session: AsyncSession, tokens: TokenService, principal: Principal) -> None:
