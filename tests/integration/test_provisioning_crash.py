@@ -26,21 +26,21 @@ def free_port() -> int:
 @contextlib.contextmanager
 def process(stack, command: str, **env: str) -> Iterator[subprocess.Popen[bytes]]:
     full = {**stack.prepared.process_env(), **env}
-    log = open(stack.log_dir / f"crash-{command}-{env.get('PROVISIONER_PORT', 'w')}.log", "wb")
-    proc = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "shardz_provisioner", command],
-        env=full,
-        cwd=repo_root(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(10)
-        log.close()
+    path = stack.log_dir / f"crash-{command}-{env.get('PROVISIONER_PORT', 'w')}.log"
+    with open(path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shardz_provisioner", command],
+            env=full,
+            cwd=repo_root(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
 
 
 async def wait_http(url: str) -> None:

@@ -24,6 +24,10 @@ TENANT_SETTINGS = {
     "max_wal_size": "4GB",
     "checkpoint_timeout": "15min",
     "password_encryption": "'scram-sha-256'",
+    # tenants cannot raise this (superuser-only): no session fills the disk with temp files
+    "temp_file_limit": "2GB",
+    # DROP DATABASE ... WITH (FORCE) cannot remove a database holding prepared transactions
+    "max_prepared_transactions": "0",
 }
 
 TENANT_HBA = """\

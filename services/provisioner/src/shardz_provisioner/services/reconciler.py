@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import structlog
 from prometheus_client import Gauge
 from sqlalchemy import select
@@ -35,6 +36,23 @@ async def _claim(
     return list(rows.scalars())
 
 
+async def _drop(registry: ClusterRegistry, db: Database) -> bool:
+    """Drop a database and its role; False (and the row goes to the back of the queue) when
+    the cluster is away or the drop fails, so one stuck database never blocks the rest."""
+    assert db.cluster is not None
+    try:
+        async with registry.admin(db.cluster) as conn:
+            await ddl.drop(conn, db.db_name, db.role_name)
+    except ClusterUnavailable:
+        db.updated_at = datetime.now(UTC)
+        return False
+    except psycopg.Error as exc:
+        log.error("drop failed; will retry", database_id=str(db.id), error=type(exc).__name__)
+        db.updated_at = datetime.now(UTC)
+        return False
+    return True
+
+
 async def rollback_stale_intents(
     sessions: async_sessionmaker[AsyncSession], registry: ClusterRegistry, timeout: float
 ) -> int:
@@ -43,15 +61,10 @@ async def rollback_stale_intents(
     done = 0
     async with sessions() as s, s.begin():
         for db in await _claim(s, "provisioning", timedelta(seconds=timeout)):
-            try:
-                assert db.cluster is not None
-                async with registry.admin(db.cluster) as conn:
-                    await ddl.drop(conn, db.db_name, db.role_name)
-            except ClusterUnavailable:
-                continue
-            log.warning("rolled back a crashed provisioning", database_id=str(db.id))
-            await s.delete(db)
-            done += 1
+            if await _drop(registry, db):
+                log.warning("rolled back a crashed provisioning", database_id=str(db.id))
+                await s.delete(db)
+                done += 1
     return done
 
 
@@ -61,16 +74,11 @@ async def finish_deletions(
     done = 0
     async with sessions() as s, s.begin():
         for db in await _claim(s, "deleting", timedelta(0), limit=5):
-            try:
-                assert db.cluster is not None
-                async with registry.admin(db.cluster) as conn:
-                    await ddl.drop(conn, db.db_name, db.role_name)
-            except ClusterUnavailable:
-                continue
-            db.status = "deleted"
-            db.password = None
-            db.deleted_at = db.updated_at = datetime.now(UTC)
-            done += 1
+            if await _drop(registry, db):
+                db.status = "deleted"
+                db.password = None
+                db.deleted_at = db.updated_at = datetime.now(UTC)
+                done += 1
     return done
 
 
