@@ -185,7 +185,7 @@ async def test_dangerous_statements_are_refused_and_change_nothing(gateway, stac
         assert await one(conn, "SELECT count(*) FROM t") == 0
         assert await one(conn, "SELECT count(*) FROM pg_largeobject_metadata") == 0
         assert await one(conn, "SELECT current_user") == a["username"]
-        assert await one(conn, "SHOW temp_file_limit") == "-1"  # the server default, untouched
+        assert await one(conn, "SHOW temp_file_limit") == "2GB"  # the cluster cap, untouched
         assert await one(conn, "SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql'") == 0
     assert not await admin_rows(stack, "SELECT 1 FROM pg_roles WHERE rolname='shz_isolation_x'")
     assert not await admin_rows(stack, "SELECT 1 FROM pg_database WHERE datname='shz_isolation_x'")
