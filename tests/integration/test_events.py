@@ -34,3 +34,21 @@ async def test_user_created_reaches_the_provisioner_as_a_cloudevent(gateway, sta
                 break
             await asyncio.sleep(0.05)
     assert row == ("active", event["id"])
+
+
+async def test_a_callers_trace_continues_into_the_events_it_causes(gateway, stack) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traceparent = f"00-{trace_id}-00f067aa0ba902b7-01"
+    async with EventProbe(stack.env["PLATFORM_AMQP_URL"], keys="user.created") as probe:
+        resp = await gateway.post(
+            "/v1/auth/signup",
+            json={
+                "email": f"t-{trace_id[:8]}-{time.time_ns()}@example.com",
+                "password": "correct horse battery",
+            },
+            headers={"traceparent": traceparent},
+        )
+        assert resp.status_code == 201
+        uid = resp.json()["user"]["id"]
+        event = await probe.wait_for("user.created", lambda e: e["data"]["user_id"] == uid)
+    assert event["traceparent"].split("-")[1] == trace_id

@@ -7,11 +7,14 @@ import time
 import uuid
 
 import structlog
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shardz_common.context import request_id_var
 from shardz_common.errors import problem
+from shardz_common.telemetry import extract_context
 
 log = structlog.get_logger(__name__)
 
@@ -36,13 +39,20 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         rid = None
+        traceparent = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 candidate = value.decode("latin-1")
                 rid = candidate if _SAFE_ID.match(candidate) else None
-                break
+            elif name == b"traceparent":
+                traceparent = value.decode("latin-1")
         rid = rid or uuid.uuid4().hex
         token = request_id_var.set(rid)
+        trace_token = None
+        if traceparent and not trace.get_current_span().get_span_context().is_valid:
+            # No span was started for this request (no collector configured): still carry the
+            # caller's trace into logs and the events this request writes.
+            trace_token = otel_context.attach(extract_context({"traceparent": traceparent}))
         structlog.contextvars.bind_contextvars(request_id=rid)
         raw = rid.encode()
 
@@ -71,6 +81,8 @@ class RequestIdMiddleware:
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
             request_id_var.reset(token)
+            if trace_token is not None:
+                otel_context.detach(trace_token)
 
 
 class MetricsMiddleware:
