@@ -41,6 +41,13 @@ def scram_verifier(password: str, iterations: int = SCRAM_ITERATIONS) -> str:
     )
 
 
+async def scram_verifier_async(password: str) -> str:
+    """The PBKDF2 rounds take milliseconds of CPU: compute them off the event loop."""
+    import anyio
+
+    return await anyio.to_thread.run_sync(scram_verifier, password)
+
+
 def uri(username: str, password: str | None, host: str, port: int, database: str) -> str:
     auth = quote(username, safe="")
     if password is not None:

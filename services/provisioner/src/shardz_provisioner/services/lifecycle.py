@@ -41,9 +41,10 @@ async def rotate(
     if db.status != "ready":
         raise Conflict(f"the database is {db.status}")
     password = names.new_password()
+    verifier = await names.scram_verifier_async(password)
     assert db.cluster is not None
     async with registry.admin(db.cluster) as conn:
-        await ddl.set_password(conn, db.role_name, names.scram_verifier(password))
+        await ddl.set_password(conn, db.role_name, verifier)
         await ddl.terminate_sessions(conn, db.role_name)
     db.password = registry.fernet.encrypt(password.encode())
     db.updated_at = datetime.now(UTC)

@@ -173,8 +173,9 @@ async def _run_ddl(
 ) -> int:
     assert db.cluster is not None
     limit = int(plan.limits.get("connections", 5))
+    verifier = await names.scram_verifier_async(password)
     async with registry.admin(db.cluster) as conn:
-        await ddl.create_role(conn, db.role_name, names.scram_verifier(password), limit)
+        await ddl.create_role(conn, db.role_name, verifier, limit)
         _fault(settings, "after_role")
         await ddl.create_database(conn, db.db_name, db.role_name)
         size, _ = await ddl.usage(conn, db.db_name)
