@@ -1,0 +1,177 @@
+"""Static checks of the service image recipe, docker-compose.yml and the compose gateway.
+No network, no container engine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from shardz_devstack.config import KNOWN_SERVICES
+from tests.static.deploy_support import (
+    DOCKERFILE,
+    GATEWAY_COMPOSE,
+    GATEWAY_TEMPLATE,
+    SERVICES,
+    check_settings,
+    compose,
+    compose_vars,
+    gateway_routes,
+    prefix,
+    settings_class,
+)
+
+# ---- service settings -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_settings_port_matches_the_platform_port(service: str) -> None:
+    assert settings_class(service).model_fields["port"].default == SERVICES[service]
+
+
+# ---- image --------------------------------------------------------------------------------
+
+
+def test_dockerfile_builds_one_service_with_uv_as_non_root() -> None:
+    text = DOCKERFILE.read_text()
+    assert "FROM ghcr.io/astral-sh/uv:" in text
+    assert re.search(r'uv sync --frozen --no-dev[^\n]*--package "shardz-\$\{SERVICE\}"', text)
+    runtime = text[text.rindex("\nFROM ") :]
+    users = re.findall(r"^USER\s+(\S+)", runtime, re.M)
+    assert users and users[-1].split(":")[0] not in ("0", "root")
+    assert re.search(r"^HEALTHCHECK .*\n?.*shardz-healthcheck", runtime, re.M)
+    assert "/healthz" in runtime
+    assert re.search(r'^CMD \["api"\]$', runtime, re.M)
+    assert 'python -m "shardz_${SHARDZ_SERVICE}"' in runtime
+    ignore = DOCKERFILE.with_name(DOCKERFILE.name + ".dockerignore").read_text().split()
+    assert {".data", ".git", "**/.venv"} <= set(ignore)
+
+
+# ---- docker compose ---------------------------------------------------------------------
+
+
+def test_compose_requires_every_secret_and_defaults_nothing_secret() -> None:
+    variables = compose_vars()
+    secretish = {k: op for k, op in variables.items() if re.search(r"PASSWORD|SECRET|_KEY", k)}
+    assert secretish, "no secrets found in docker-compose.yml"
+    defaulted = {k for k, op in secretish.items() if op != ":?"}
+    assert not defaulted, f"secrets must use ${{VAR:?}}: {sorted(defaulted)}"
+    env = {k: "v" for k, op in variables.items() if op}
+    compose(env)
+    for name in secretish:
+        with pytest.raises(KeyError, match=name):
+            compose({k: v for k, v in env.items() if k != name})
+
+
+def test_compose_infrastructure() -> None:
+    services = compose()["services"]
+    for name in ("postgres", "tenant-postgres", "rabbitmq", "minio", "gateway"):
+        assert name in services, name
+        assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+    assert "management" in services["rabbitmq"]["image"]
+    tenant = services["tenant-postgres"]["environment"]
+    assert tenant["POSTGRES_HOST_AUTH_METHOD"] == "scram-sha-256"
+    assert "--auth-local=scram-sha-256" in tenant["POSTGRES_INITDB_ARGS"]
+    for name, svc in services.items():
+        env = svc.get("environment") or {}
+        assert "trust" not in str(env.get("POSTGRES_HOST_AUTH_METHOD", "")), name
+    gateway = services["gateway"]
+    assert any(str(p).endswith(":8080") for p in gateway["ports"])
+    assert any("nginx.compose.conf:/etc/nginx/nginx.conf" in v for v in gateway["volumes"])
+
+
+def test_compose_dependencies_exist_and_can_become_healthy() -> None:
+    services = compose()["services"]
+    for name, svc in services.items():
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            assert dep in services, f"{name} depends on unknown {dep}"
+            if cond["condition"] == "service_healthy":
+                target = services[dep]
+                has_check = "test" in target.get("healthcheck", {}) or "build" in target
+                assert has_check and not target.get("healthcheck", {}).get("disable"), (name, dep)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_service_block(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = compose()
+    services = loaded["services"]
+    port = SERVICES[service]
+    for role in ("migrate", "api", "worker"):
+        svc = services[f"{service}-{role}"]
+        assert svc["command"] == [role]
+        assert svc["build"]["dockerfile"] == "deploy/docker/service.Dockerfile"
+        assert svc["build"]["args"] == {"SERVICE": service, "PORT": str(port)}
+        assert svc["image"].rsplit(":", 1)[0] == f"smallshardz/{service}"
+        assert svc["read_only"] is True and "ALL" in svc["cap_drop"]
+        env = svc["environment"]
+        check_settings(service, env, monkeypatch)
+        url = env[f"{prefix(service)}DATABASE_URL"]
+        assert url.endswith(f"@postgres:5432/shardz_{service}")
+        assert f"://shardz_{service}:" in url
+        if role == "migrate":
+            assert svc["restart"] == "no"
+            assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
+        else:
+            migrate = svc["depends_on"][f"{service}-migrate"]["condition"]
+            assert migrate == "service_completed_successfully"
+            assert svc["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+        assert svc.get("healthcheck", {}).get("disable", False) is (role != "api")
+    env = services[f"{service}-api"]["environment"]
+    for other, other_port in SERVICES.items():
+        assert env[f"PLATFORM_{other.upper()}_URL"] == f"http://{other}-api:{other_port}"
+    init = loaded["configs"]["control-databases"]["content"]
+    assert f"CREATE DATABASE shardz_{service} OWNER shardz_{service};" in init
+
+
+def test_compose_tenant_clusters_are_valid_json() -> None:
+    env = compose()["services"]["provisioner-api"]["environment"]
+    clusters = json.loads(env["PROVISIONER_TENANT_CLUSTERS"])
+    assert clusters and all(
+        set(c) == {"name", "admin_dsn", "host", "port", "capacity"} for c in clusters
+    )
+    assert clusters[0]["admin_dsn"].split("@")[1].startswith("tenant-postgres:5432/")
+    assert isinstance(clusters[0]["port"], int)
+
+
+# ---- gateway ------------------------------------------------------------------------------
+
+
+def test_compose_gateway_routes_what_the_local_gateway_routes() -> None:
+    compose_conf = GATEWAY_COMPOSE.read_text()
+    routes = gateway_routes(compose_conf)
+    assert routes == gateway_routes(GATEWAY_TEMPLATE.read_text())
+    assert {label for label, _, _ in routes} == {"api", "terminal"}
+    assert {svc for _, _, svc in routes} == set(KNOWN_SERVICES)
+    for name, port in KNOWN_SERVICES.items():
+        assert f"set ${name} {name}-api:{port};" in compose_conf
+    assert "internal" not in "".join(loc for _, loc, _ in routes)
+    assert "server_name ~^dashboard\\.;" in compose_conf
+    assert "@@" not in compose_conf
+
+
+def test_compose_gateway_points_at_compose_services() -> None:
+    services = compose()["services"]
+    for name in SERVICES:
+        assert f"{name}-api" in services
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+def test_compose_gateway_config_passes_nginx_t(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(GATEWAY_COMPOSE.read_text())
+    check = subprocess.run(
+        [
+            *("nginx", "-t", "-q", "-p", str(tmp_path), "-c", str(conf)),
+            *("-e", str(tmp_path / "logs" / "error.log"), "-g", f"pid {tmp_path}/nginx.pid;"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
