@@ -9,7 +9,10 @@ floor runs on that same cluster, interleaved with ours where the figure is a lat
 3. serial create latency with ~1,000 databases on the platform vs on the empty platform;
 4. GET /v1/databases p50 for users holding 3 and 100 of those, vs the same SQL direct.
 
-Floor objects are named `bench_floor_*` and dropped at the end, outside every timed section.
+Floor objects are named `bench_floor_*`. At the end the tenant cluster's data directory is
+removed with them (a fresh one is made per run); PROV_BENCH_KEEP=1 keeps the cluster and drops
+the floor objects instead. PROV_BENCH_PYSPY=<dir> records the provisioner API with py-spy
+(raw format) during the serial and throughput phases.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ import contextlib
 import os
 import queue
 import shutil
+import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -281,6 +286,25 @@ def start_platform():  # type: ignore[no-untyped-def]
             os.environ["PLATFORM_FREE_PLAN_DATABASES"] = saved
 
 
+@contextlib.contextmanager
+def profiled(pid: int, label: str, seconds: int) -> Iterator[None]:
+    """py-spy on the provisioner API for `seconds` when PROV_BENCH_PYSPY names a directory."""
+    out_dir = os.environ.get("PROV_BENCH_PYSPY")
+    if not out_dir or not shutil.which("py-spy"):
+        yield
+        return
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir) / f"provisioner-{label}.txt"
+    cmd = ["py-spy", "record", "-p", str(pid), "-d", str(seconds), "-f", "raw", "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        yield
+    finally:
+        proc.wait(timeout=seconds + 30)
+        print(f"py-spy profile: {out}", flush=True)
+
+
 def ms(values: list[float]) -> tuple[str, str]:
     return f"{percentile(values, 50):.1f}", f"{percentile(values, 95):.1f}"
 
@@ -308,11 +332,13 @@ def run() -> list[Row]:
 
         t = time.monotonic()
         serial(p, serial_user, N_WARMUP, "warm", counts)  # pools, caches, first-use costs
-        floor1, ans1, ready1 = serial(p, serial_user, N_SERIAL, "serial", counts)
+        with profiled(pid, "serial", 8):
+            floor1, ans1, ready1 = serial(p, serial_user, N_SERIAL, "serial", counts)
         print(f"serial phase: {time.monotonic() - t:.1f}s", flush=True)
 
         t = time.monotonic()
-        tp_ours, tp_floor, tp_detail = throughput(p, tp_users, counts)
+        with profiled(pid, "throughput", 20):
+            tp_ours, tp_floor, tp_detail = throughput(p, tp_users, counts)
         print(f"throughput phase: {time.monotonic() - t:.1f}s ({tp_detail})", flush=True)
 
         # Up to SCALE_TARGET platform databases: 100 and 3 for the list users, the rest spread
@@ -341,14 +367,16 @@ def run() -> list[Row]:
         list3, list3_floor, n3 = list_latency(p, holds_3, control_dsn)
         list100, list100_floor, n100 = list_latency(p, holds_100, control_dsn)
     finally:
-        t = time.monotonic()
         try:
-            dropped = drop_all(p.admin_dsn)
-            print(f"dropped {dropped} floor databases in {time.monotonic() - t:.1f}s (untimed)")
+            if os.environ.get("PROV_BENCH_KEEP"):
+                t = time.monotonic()
+                dropped = drop_all(p.admin_dsn)
+                print(f"dropped {dropped} floor databases in {time.monotonic() - t:.1f}s")
         finally:
             stack.stop()
             if not os.environ.get("PROV_BENCH_KEEP"):
-                # ~8 MB per database: leave no gigabytes behind (PROV_BENCH_KEEP=1 keeps them)
+                # The floor's databases go with the whole cluster (~8 MB each, gigabytes in
+                # all): dropping them one by one costs a checkpoint each, about a minute.
                 shutil.rmtree(cluster.data_dir, ignore_errors=True)
 
     f50, f95 = percentile(floor1, 50), percentile(floor1, 95)

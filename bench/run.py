@@ -1,4 +1,4 @@
-"""SmallShardz benchmarks: `uv run python bench/run.py [auth|events|all]`.
+"""SmallShardz benchmarks: `uv run python bench/run.py [auth|events|provisioning|all]`.
 
 Every figure is printed next to a floor measured in the same run on the same machine, and
 as a ratio; the last lines are a markdown table for the README."""
@@ -17,7 +17,9 @@ from common import Row, machine_note, markdown
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("which", nargs="?", default="all", choices=["auth", "events", "all"])
+    parser.add_argument(
+        "which", nargs="?", default="all", choices=["auth", "events", "provisioning", "all"]
+    )
     args = parser.parse_args()
     print(f"machine: {machine_note()}", flush=True)
     if os.getloadavg()[0] > 0.7:
@@ -31,6 +33,10 @@ def main() -> None:
         import events_bench
 
         rows += events_bench.run()
+    if args.which in ("provisioning", "all"):
+        import provisioning_bench
+
+        rows += provisioning_bench.run()
     print(f"\nmachine after: {machine_note()}")
     print("\n" + markdown(rows))
 
