@@ -24,7 +24,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from opentelemetry import trace
 from prometheus_client import Counter
 from pydantic import ValidationError
-from sqlalchemy import Table
+from sqlalchemy import Table, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -60,6 +60,14 @@ def consumer(name: str, model: type[E]) -> Callable[[Handler[E]], Consumer[E]]:
     return wrap
 
 
+async def _ack(message: AbstractIncomingMessage) -> None:
+    """Queue the ack frame without waiting for the socket to drain (nothing to wait for:
+    a lost ack only means a redelivery, which the inbox absorbs)."""
+    tag = message.delivery_tag
+    if tag is not None:
+        await message.channel.basic_ack(delivery_tag=tag, wait=False)
+
+
 def queue_arguments(name: str, dead_letter_exchange: str, delivery_limit: int) -> dict[str, Any]:
     return {
         "x-queue-type": "quorum",
@@ -82,7 +90,7 @@ class ConsumerRunner:
         amqp_url: str,
         exchange: str,
         dead_letter_exchange: str,
-        prefetch: int = 64,
+        prefetch: int = 256,
         delivery_limit: int = 5,
     ) -> None:
         self.consumers = consumers
@@ -95,6 +103,11 @@ class ConsumerRunner:
         self.delivery_limit = delivery_limit
         self.connection: AbstractRobustConnection | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._batch_insert = text(
+            f"INSERT INTO {inbox.name} (consumer, event_id)"
+            " SELECT :consumer, unnest(CAST(:ids AS text[]))"
+            " ON CONFLICT DO NOTHING RETURNING event_id"
+        )
 
     async def start(self) -> None:
         self.connection = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1)
@@ -172,11 +185,10 @@ class ConsumerRunner:
         applied = 0
         try:
             async with self.sessionmaker() as session, session.begin():
+                # One constant statement whatever the batch size: compiled once, prepared
+                # by psycopg.
                 rows = await session.execute(
-                    insert(self.inbox)
-                    .values([{"consumer": c.name, "event_id": ce.id} for _, ce, _ in parsed])
-                    .on_conflict_do_nothing()
-                    .returning(self.inbox.c.event_id)
+                    self._batch_insert, {"consumer": c.name, "ids": [ce.id for _, ce, _ in parsed]}
                 )
                 fresh = set(rows.scalars().all())
                 for message, ce, event in parsed:
@@ -201,7 +213,7 @@ class ConsumerRunner:
         if len(parsed) > applied:
             HANDLED.labels(c.name, "duplicate").inc(len(parsed) - applied)
         for message, _, _ in parsed:
-            await message.ack()
+            await _ack(message)
 
     async def handle(self, c: Consumer[Any], message: AbstractIncomingMessage) -> None:
         try:

@@ -14,7 +14,8 @@ from typing import Any
 import aio_pika
 import psycopg
 import structlog
-from aio_pika.abc import AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aiormq import spec
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 from prometheus_client import Counter
@@ -63,7 +64,7 @@ class OutboxRelay:
             while True:
                 self._wake.clear()
                 try:
-                    sent = await self.publish_batch(exchange)
+                    sent = await self.publish_batch(channel, exchange)
                     backoff = 0.2
                 except Exception as exc:  # broker or database away: keep rows, retry
                     log.warning("outbox relay retrying", error=repr(exc), backoff=backoff)
@@ -78,7 +79,7 @@ class OutboxRelay:
             listener.cancel()
             await connection.close()
 
-    async def publish_batch(self, exchange: AbstractExchange) -> int:
+    async def publish_batch(self, channel: AbstractChannel, exchange: AbstractExchange) -> int:
         o = self.outbox
         async with self.engine.connect() as conn, conn.begin():
             rows = (
@@ -92,10 +93,15 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            results = await asyncio.gather(
-                *(self._publish(exchange, row) for row in rows), return_exceptions=True
-            )
-            done = [row.id for row, res in zip(rows, results, strict=True) if res is True]
+            # Frames are queued without waiting for each drain, so the batch is pipelined;
+            # one deadline covers all the confirms.
+            underlay = await channel.get_underlay_channel()
+            async with asyncio.timeout(10):
+                results = await asyncio.gather(
+                    *(self._publish(underlay, exchange.name, row) for row in rows),
+                    return_exceptions=True,
+                )
+            done = {row.id for row, res in zip(rows, results, strict=True) if res is True}
             failed = [row.id for row, res in zip(rows, results, strict=True) if res is not True]
             if done:
                 await conn.execute(update(o).where(o.c.id.in_(done)).values(sent_at=func.now()))
@@ -111,17 +117,23 @@ class OutboxRelay:
             raise RuntimeError(f"{len(failed)} events not confirmed: {first!r}")
         return len(rows)
 
-    async def _publish(self, exchange: AbstractExchange, row: Any) -> bool:
+    async def _publish(self, channel: Any, exchange: str, row: Any) -> bool:
         headers = {"traceparent": row.traceparent} if row.traceparent else {}
-        message = aio_pika.Message(
-            row.body.encode(),
+        properties = spec.Basic.Properties(
             content_type=CONTENT_TYPE,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            delivery_mode=2,  # persistent
             message_id=str(row.id),
-            type=row.type,
+            message_type=row.type,
             headers=headers,
         )
-        result = await exchange.publish(message, routing_key=row.type, mandatory=True, timeout=10)
+        result = await channel.basic_publish(
+            row.body.encode(),
+            exchange=exchange,
+            routing_key=row.type,
+            properties=properties,
+            mandatory=True,
+            wait=False,
+        )
         if isinstance(result, DeliveredMessage):
             # Returned: no queue is bound for this type yet. The broker confirmed it;
             # nobody is subscribed, which is not the relay's failure to fix.
