@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from typing import Any
 
 import structlog
 from opentelemetry import context as otel_context
@@ -88,6 +89,9 @@ class RequestIdMiddleware:
 class MetricsMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # labelled children, looked up once per (method, route, status): `.labels()` is the
+        # costly part of recording a request
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,7 +110,13 @@ class MetricsMiddleware:
             await self.app(scope, receive, record)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            method = scope["method"]
-            REQUESTS.labels(method, path, str(status)).inc()
-            LATENCY.labels(method, path).observe(time.perf_counter() - start)
+            key = (scope["method"], getattr(route, "path", "unmatched"), status)
+            children = self._children.get(key)
+            if children is None:
+                children = (
+                    REQUESTS.labels(key[0], key[1], str(status)),
+                    LATENCY.labels(key[0], key[1]),
+                )
+                self._children[key] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - start)

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from shardz_common.auth import CurrentUser
-from shardz_common.db import ReadConnection, SessionDep
+from shardz_common.db import SessionDep, read_connection
 from shardz_identity.deps import TokensDep
 from shardz_identity.domain.models import MeOut
 from shardz_identity.services import accounts
@@ -12,8 +12,9 @@ router = APIRouter(prefix="/v1/users", tags=["users"])
 
 
 @router.get("/me", response_model=MeOut)
-async def me(conn: ReadConnection, user: CurrentUser) -> MeOut:
-    return await accounts.me(conn, user)
+async def me(request: Request, user: CurrentUser) -> MeOut:
+    async with read_connection(request) as conn:
+        return await accounts.me(conn, user)
 
 
 @router.delete("/me", status_code=202)

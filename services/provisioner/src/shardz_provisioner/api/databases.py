@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from sqlalchemy import select
 
 from shardz_common.auth import CurrentUser
-from shardz_common.db import SessionDep
+from shardz_common.db import ReadSessionDep, SessionDep
 from shardz_provisioner.db.tables import Cluster, Database
 from shardz_provisioner.deps import RegistryDep, SessionsDep, SettingsDep
 from shardz_provisioner.domain.models import (
@@ -34,7 +34,7 @@ async def create_database(
 
 
 @router.get("", response_model=DatabaseList)
-async def list_databases(session: SessionDep, user: CurrentUser) -> DatabaseList:
+async def list_databases(session: ReadSessionDep, user: CurrentUser) -> DatabaseList:
     rows = await session.execute(
         select(Database, Cluster)
         .join(Cluster, Cluster.name == Database.cluster)
@@ -45,7 +45,9 @@ async def list_databases(session: SessionDep, user: CurrentUser) -> DatabaseList
 
 
 @router.get("/{database_id}", response_model=DatabaseOut)
-async def get_database(database_id: UUID, session: SessionDep, user: CurrentUser) -> DatabaseOut:
+async def get_database(
+    database_id: UUID, session: ReadSessionDep, user: CurrentUser
+) -> DatabaseOut:
     db = await provisioning.get_owned(session, user, database_id)
     cluster = await session.get(Cluster, db.cluster)
     assert cluster is not None
