@@ -14,7 +14,7 @@ import uuid
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -93,8 +93,11 @@ async def create(
         raise ValidationFailed(f"unknown database plan {body.plan!r}", field="plan")
     database_id = uuid.uuid4()
     password = names.new_password()
-    # 1. intent
+    # 1. intent. Its commit need not wait for the disk: step 3 commits synchronously, which
+    # flushes this record too (WAL is sequential). If the control plane itself crashes in
+    # between, the client got no 201 and whatever DDL ran shows in the orphan report.
     async with sessions() as s, s.begin():
+        await s.execute(text("SET LOCAL synchronous_commit = off"))
         await lock_account(s, user.id)
         await _check_plan(s, settings, user, plan)
         candidates = await registry.placement(s)
