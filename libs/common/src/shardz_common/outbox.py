@@ -103,7 +103,7 @@ def add_event(
 
 
 def _install_flush_hook(session: AsyncSession, outbox: Table) -> None:
-    """Write staged rows at the next flush, inside the same transaction as the change."""
+    """Write staged rows just before the commit, inside the same transaction as the change."""
     if session.info.get("outbox_hooked"):
         return
     session.info["outbox_hooked"] = True

@@ -50,5 +50,14 @@ class ServiceSettings(BaseSettings):
     db_max_overflow: int = 10
     # Seconds an API-key introspection answer is cached; keeps revocation under 2 s.
     api_key_cache_seconds: float = 1.0
+    # Fernet key for this service's secrets at rest (<PREFIX>SECRET_KEY); required by the
+    # services that keep any (make dev generates one).
+    secret_key: str | None = None
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
     secrets: InternalSecrets = Field(default_factory=InternalSecrets)
+
+    def fernet_key(self) -> bytes:
+        if not self.secret_key:
+            prefix = self.model_config.get("env_prefix", "")
+            raise RuntimeError(f"{prefix}SECRET_KEY must be set to a Fernet key")
+        return self.secret_key.encode()

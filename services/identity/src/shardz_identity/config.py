@@ -11,14 +11,7 @@ class IdentitySettings(ServiceSettings):
     service_name: str = "identity"
     port: int = 8101
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/shardz_identity"
-    # Fernet key that encrypts signing keys at rest; required (make dev generates one).
-    secret_key: str | None = None
-
-    def fernet_key(self) -> bytes:
-        if not self.secret_key:
-            raise RuntimeError("IDENTITY_SECRET_KEY must be set to a Fernet key")
-        return self.secret_key.encode()
-
+    # IDENTITY_SECRET_KEY (see ServiceSettings) encrypts the signing keys at rest.
     bootstrap_admin_email: str | None = None
     bootstrap_admin_password: str | None = None
     access_token_seconds: int = 900

@@ -14,8 +14,7 @@ class ProvisionerSettings(ServiceSettings):
     # JSON list of tenant clusters registered (upserted) at start:
     # [{"name", "admin_dsn", "host", "port", "capacity"}]
     tenant_clusters: str = "[]"
-    # Fernet key for tenant credentials and admin DSNs at rest; required.
-    secret_key: str | None = None
+    # PROVISIONER_SECRET_KEY (see ServiceSettings) encrypts tenant credentials and admin DSNs.
     # A provisioning intent older than this is a crashed saga: the reconciler rolls it back.
     provisioning_timeout_seconds: float = 120.0
     reconcile_interval_seconds: float = 10.0
@@ -25,8 +24,3 @@ class ProvisionerSettings(ServiceSettings):
     admin_pool_size: int = 10
     # Test-only fault injection: exit the process at a saga step ("after_role", "after_ddl").
     fault_injection: str | None = None
-
-    def fernet_key(self) -> bytes:
-        if not self.secret_key:
-            raise RuntimeError("PROVISIONER_SECRET_KEY must be set to a Fernet key")
-        return self.secret_key.encode()
