@@ -152,6 +152,17 @@ async def test_bad_engine_plan_duplicates_and_limits(gateway, stack) -> None:
         for d in (await gateway.get("/v1/databases", headers=bearer(token))).json()["items"]
     }
     assert "over" not in names and len(names) == limit + 1
+    # deleting frees the label and the plan slot at once, while the server drops it
+    first = next(
+        d
+        for d in (await gateway.get("/v1/databases", headers=bearer(token))).json()["items"]
+        if d["name"] == "a"
+    )
+    assert (
+        await gateway.delete(f"/v1/databases/{first['id']}", headers=bearer(token))
+    ).status_code == 202
+    again = await create_db(gateway, token, "a")
+    assert again["id"] != first["id"]
 
 
 async def test_other_users_databases_are_not_found(gateway) -> None:

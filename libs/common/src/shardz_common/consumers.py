@@ -33,7 +33,7 @@ from shardz_common.telemetry import extract_context, tracer
 
 log = structlog.get_logger(__name__)
 HANDLED = Counter("events_handled_total", "Events handled", ["consumer", "outcome"])
-FLUSHERS = 4  # transactions in flight per queue, so commits overlap
+FLUSHERS = 2  # transactions in flight per queue, so commits overlap
 MAX_BATCH = 100
 
 E = TypeVar("E", bound=Event)

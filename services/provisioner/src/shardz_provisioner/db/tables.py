@@ -76,11 +76,11 @@ class Database(Base):
     deleted_at: Mapped[datetime | None] = _ts(nullable=True)
     __table_args__ = (
         Index(
-            "uq_databases_user_name_live",
+            "uq_databases_user_label",
             "user_id",
             "name",
             unique=True,
-            postgresql_where=text("status <> 'deleted'"),
+            postgresql_where=text("status NOT IN ('deleted', 'deleting')"),
         ),
         Index("ix_databases_cluster_status", "cluster", "status"),
         Index(

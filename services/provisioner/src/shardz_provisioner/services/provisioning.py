@@ -71,7 +71,7 @@ async def _check_plan(
             .where(
                 Database.user_id == user.id,
                 Database.plan == plan.id,
-                Database.status != "deleted",
+                Database.status.not_in(("deleted", "deleting")),
             )
         )
     ).scalar_one()
