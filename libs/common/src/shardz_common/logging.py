@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 from opentelemetry import trace
 
 from shardz_common.context import request_id_var
@@ -32,7 +33,9 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     structlog.configure(
         processors=[
             *shared,
-            structlog.processors.dict_tracebacks,
+            # Tracebacks as data, but never with local variables: those hold passwords,
+            # tokens and DSNs.
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
             structlog.processors.EventRenamer("msg"),
             structlog.processors.JSONRenderer(),
         ],
