@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import psycopg
@@ -17,6 +18,8 @@ async def test_user_created_reaches_the_provisioner_as_a_cloudevent(gateway, sta
         uid = user["user"]["id"]
         event = await probe.wait_for("user.created", lambda e: e["data"]["user_id"] == uid)
     assert event["specversion"] == "1.0" and event["source"] == "identity"
+    # every event starts or continues a W3C trace
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}", event["traceparent"])
     assert event["data"]["email"] == user["user"]["email"] and event["id"] and event["time"]
     dsn = f"postgresql://postgres@127.0.0.1:5432/{stack.config.database_name('provisioner')}"
     deadline = time.monotonic() + 10

@@ -153,7 +153,9 @@ class ApiKeyVerifier(Protocol):
 class IntrospectingApiKeyVerifier:
     """Asks identity about a key; caches answers briefly (revocation bound)."""
 
-    def __init__(self, identity_url: str, secret: str, client: httpx.AsyncClient, ttl: float):
+    def __init__(
+        self, identity_url: str, secret: str | None, client: httpx.AsyncClient, ttl: float
+    ):
         self.url = f"{identity_url}/internal/api-keys/introspect"
         self.secret = secret
         self.client = client
@@ -179,7 +181,7 @@ class IntrospectingApiKeyVerifier:
             resp = await self.client.post(
                 self.url,
                 json={"key": key},
-                headers={"Authorization": f"Bearer {self.secret}"},
+                headers={"Authorization": f"Bearer {self.secret or ''}"},
                 timeout=5,
             )
         except httpx.HTTPError as exc:
@@ -229,10 +231,14 @@ CurrentUser = Annotated[Principal, Depends(current_user)]
 AdminUser = Annotated[Principal, Depends(admin_user)]
 
 
-def check_internal_secret(authorization: str | None, expected: str) -> None:
+def check_internal_secret(authorization: str | None, expected: str | None) -> None:
     """Internal routes: the caller presents the callee's service secret."""
     import hmac
 
     presented = (authorization or "").removeprefix("Bearer ").strip()
-    if not presented or not hmac.compare_digest(presented.encode(), expected.encode()):
+    if (
+        not expected
+        or not presented
+        or not hmac.compare_digest(presented.encode(), expected.encode())
+    ):
         raise Unauthenticated("service credential required")

@@ -234,8 +234,15 @@ class ConsumerRunner:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("handler failed; requeued", queue=c.name, event_id=ce.id)
+                count = (message.headers or {}).get("x-delivery-count", 0)
+                attempts = count if isinstance(count, int) else 0
+                log.exception(
+                    "handler failed; requeued", queue=c.name, event_id=ce.id, attempts=attempts
+                )
                 HANDLED.labels(c.name, "failed").inc()
+                # back off before handing it back, so a short outage (a database restart)
+                # does not burn through the delivery limit in milliseconds
+                await asyncio.sleep(min(0.25 * 2**attempts, 8.0))
                 await message.nack(requeue=True)
                 return
         HANDLED.labels(c.name, "applied" if fresh else "duplicate").inc()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -171,6 +172,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(OperationalError, _on_db_down)
+    app.add_exception_handler(psycopg.OperationalError, _on_db_down)  # incl. pool timeouts
     app.add_exception_handler(ConnectionError, _on_db_down)
     app.add_exception_handler(DBAPIError, _on_unexpected)
     # Anything else is answered by RequestIdMiddleware (it still knows the request id).

@@ -7,8 +7,8 @@ import sys
 from typing import Any
 
 import structlog
-from structlog.tracebacks import ExceptionDictTransformer
 from opentelemetry import trace
+from structlog.tracebacks import ExceptionDictTransformer
 
 from shardz_common.context import request_id_var
 

@@ -33,8 +33,9 @@ class InternalSecrets(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore")
 
-    identity_internal_secret: str = Field(default="dev-identity-internal-secret")
-    provisioner_internal_secret: str = Field(default="dev-provisioner-internal-secret")
+    # No defaults: a route guarded by an unset secret refuses everyone (make dev generates them).
+    identity_internal_secret: str | None = None
+    provisioner_internal_secret: str | None = None
 
 
 class ServiceSettings(BaseSettings):

@@ -39,15 +39,20 @@ class WorkerSpec:
     consumers: Sequence[Consumer[Any]] = ()
     jobs: Sequence[Periodic] = field(default_factory=list)
     on_shutdown: Callable[[], Awaitable[None]] | None = None
+    # runs once before any consumer or job starts (e.g. load what handlers need)
+    on_start: Job | None = None
 
 
 async def _every(spec: Periodic, sessions: async_sessionmaker[AsyncSession]) -> None:
+    loop = asyncio.get_running_loop()
     while True:
+        started = loop.time()
         try:
             await spec.job(sessions)
         except Exception:
             log.exception("periodic job failed", job=spec.name)
-        await asyncio.sleep(spec.every_seconds)
+        # a fixed rate, not a fixed pause: "hourly" stays hourly however long the job ran
+        await asyncio.sleep(max(0.0, spec.every_seconds - (loop.time() - started)))
 
 
 def _cleanup_job(outbox: Table, inbox: Table) -> Periodic:
@@ -82,6 +87,8 @@ async def run_worker(spec: WorkerSpec) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if spec.on_start is not None:
+        await spec.on_start(sessions)
     tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
     if spec.consumers:
         await runner.start()

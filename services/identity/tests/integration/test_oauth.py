@@ -212,6 +212,15 @@ async def test_verified_email_links_an_existing_password_account(
     resp = await sign_in(stack.api, "github")
     assert resp.status_code == 200
     assert resp.json()["user"]["id"] == signup.json()["user"]["id"]
+    # the unproven password (maybe set by someone else) and its sessions no longer work
+    login = await stack.api.post(
+        "/v1/auth/login", json={"email": account.email, "password": "correct horse battery"}
+    )
+    assert_problem(login, 401, "unauthenticated")
+    stale = await stack.api.post(
+        "/v1/auth/refresh", json={"refresh_token": signup.json()["refresh_token"]}
+    )
+    assert_problem(stale, 401, "unauthenticated")
 
 
 async def test_github_account_without_verified_primary_email_is_refused(

@@ -14,7 +14,7 @@ def create_app(settings: ProvisionerSettings | None = None) -> FastAPI:
     fernet = Fernet(settings.fernet_key())
 
     async def startup(app: FastAPI) -> None:
-        registry = ClusterRegistry(fernet, settings.admin_pool_size)
+        registry = ClusterRegistry(fernet, settings.admin_pool_size, app.state.sessionmaker)
         app.state.registry = registry
         async with app.state.sessionmaker() as s, s.begin():
             await registry.register_from_settings(s, settings.tenant_clusters)

@@ -14,16 +14,16 @@ from shardz_provisioner.services.clusters import ClusterRegistry
 def spec(settings: ProvisionerSettings | None = None) -> WorkerSpec:
     settings = settings or ProvisionerSettings()
     registry = ClusterRegistry(Fernet(settings.fernet_key()), settings.admin_pool_size)
-    loaded = False
+
+    async def start(sessions: async_sessionmaker[AsyncSession]) -> None:
+        """Clusters are known before the first event is handled."""
+        registry.sessions = sessions
+        async with sessions() as s, s.begin():
+            await registry.register_from_settings(s, settings.tenant_clusters)
+        await registry.refresh()
 
     async def ensure_loaded(sessions: async_sessionmaker[AsyncSession]) -> None:
-        nonlocal loaded
-        if not loaded:
-            async with sessions() as s, s.begin():
-                await registry.register_from_settings(s, settings.tenant_clusters)
-            loaded = True
-        async with sessions() as s:
-            await registry.load(s)
+        await registry.refresh()
 
     async def reconcile(sessions: async_sessionmaker[AsyncSession]) -> None:
         await ensure_loaded(sessions)
@@ -46,6 +46,7 @@ def spec(settings: ProvisionerSettings | None = None) -> WorkerSpec:
         outbox=outbox,
         inbox=inbox,
         consumers=consumers(registry),
+        on_start=start,
         on_shutdown=registry.close,
         jobs=[
             Periodic("reconcile", settings.reconcile_interval_seconds, reconcile),

@@ -44,4 +44,5 @@ async def rotate_signing_key(
 ) -> dict[str, str]:
     """Administrators: start signing with a new key; the old one stays in the JWKS."""
     kid = await keyring.rotate(session, tokens.keyring.fernet)
+    tokens.keyring.invalidate()  # this replica reloads at its next use; others within 5 s
     return {"kid": kid}

@@ -10,6 +10,7 @@ router = APIRouter(tags=["keys"])
 
 @router.get("/.well-known/jwks.json")
 async def jwks(request: Request) -> JSONResponse:
-    # Read fresh: a rotation must show here at once; verifiers cache this document.
-    keys: dict[str, Any] = (await request.app.state.keyring.keys(force=True)).jwks
+    # At most a second old: a rotation shows at once, and a flood of requests for this public
+    # document costs one database read a second.
+    keys: dict[str, Any] = (await request.app.state.keyring.keys(max_age=1.0)).jwks
     return JSONResponse(keys, headers={"Cache-Control": "public, max-age=60"})

@@ -4,7 +4,6 @@ from fastapi import APIRouter, Request, Response
 
 from shardz_common.auth import CurrentUser
 from shardz_common.db import SessionDep, read_connection
-from shardz_identity.deps import TokensDep
 from shardz_identity.domain.models import MeOut
 from shardz_identity.services import accounts
 
@@ -18,6 +17,6 @@ async def me(request: Request, user: CurrentUser) -> MeOut:
 
 
 @router.delete("/me", status_code=202)
-async def delete_me(session: SessionDep, user: CurrentUser, tokens: TokensDep) -> Response:
-    await accounts.delete_account(session, tokens, user)
+async def delete_me(session: SessionDep, user: CurrentUser) -> Response:
+    await accounts.delete_account(session, user)
     return Response(status_code=202)

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shardz_common.auth import Principal
 from shardz_common.errors import Conflict, Unauthenticated
 from shardz_common.events import ApiKeyRevoked, UserCreated, UserDeleted
-from shardz_identity.db.tables import ApiKey, User
+from shardz_identity.db.tables import ApiKey, RefreshToken, User
 from shardz_identity.domain.models import (
     Credentials,
     LoginBody,
@@ -104,27 +104,32 @@ async def me(conn: AsyncConnection, principal: Principal) -> MeOut:
     return MeOut(id=row[0], email=row[1], created_at=row[2], status=row[3], role=row[4])
 
 
-async def delete_account(session: AsyncSession, tokens: TokenService, principal: Principal) -> None:
-    user = await get_active(session, principal)
+async def revoke_credentials(session: AsyncSession, user: User) -> None:
+    """End every way into the account: password, refresh-token families, API keys."""
     now = datetime.now(UTC)
-    user.status = "deleted"
-    user.deleted_at = now
     user.password_hash = None
-    await tokens.revoke_all_for(session, user.id)
-    revoked = (
-        (
-            await session.execute(
-                update(ApiKey)
-                .where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
-                .values(revoked_at=now)
-                .returning(ApiKey.id)
-            )
-        )
-        .scalars()
-        .all()
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
     )
+    revoked = (
+        await session.execute(
+            update(ApiKey)
+            .where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .returning(ApiKey.id)
+        )
+    ).scalars()
     for key_id in revoked:
         emit(session, ApiKeyRevoked(key_id=key_id, user_id=user.id), user.id)
+
+
+async def delete_account(session: AsyncSession, principal: Principal) -> None:
+    user = await get_active(session, principal)
+    user.status = "deleted"
+    user.deleted_at = datetime.now(UTC)
+    await revoke_credentials(session, user)
     emit(session, UserDeleted(user_id=user.id), user.id)
 
 

@@ -71,11 +71,15 @@ class KeyRing:
         self._loaded: LoadedKeys | None = None
         self._at = 0.0
 
-    async def keys(self, force: bool = False) -> LoadedKeys:
-        if force or self._loaded is None or time.monotonic() - self._at > self.ttl:
+    async def keys(self, force: bool = False, max_age: float | None = None) -> LoadedKeys:
+        age = time.monotonic() - self._at
+        if force or self._loaded is None or age > (self.ttl if max_age is None else max_age):
             self._loaded = await self._load()
             self._at = time.monotonic()
         return self._loaded
+
+    def invalidate(self) -> None:
+        self._loaded = None
 
     async def key_for(self, kid: str) -> Any:
         loaded = await self.keys()

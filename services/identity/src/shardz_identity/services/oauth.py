@@ -30,7 +30,7 @@ from shardz_common.errors import Conflict, NotFound, Unauthenticated, Unavailabl
 from shardz_identity.config import IdentitySettings
 from shardz_identity.db.tables import OAuthLink, OAuthState, User
 from shardz_identity.domain.models import SignupOut, UserOut
-from shardz_identity.services.accounts import create_user, find_live_user
+from shardz_identity.services.accounts import create_user, find_live_user, revoke_credentials
 from shardz_identity.services.tokens import TokenService
 
 STATE_TTL = timedelta(minutes=10)
@@ -328,6 +328,11 @@ async def _user_for(session: AsyncSession, provider: str, identity: ExternalIden
         return user
     # No link yet, or it points to a deleted account: the person starts afresh.
     user = await find_live_user(session, identity.email)
+    if user is not None and user.password_hash is not None:
+        # Sign-up never proves the e-mail, the provider just did: whoever set that password
+        # may not own the address (account pre-hijacking), so the password and every
+        # credential issued on it stop working; the address's owner continues from here.
+        await revoke_credentials(session, user)
     if user is None:
         try:
             user = await create_user(session, identity.email, None)

@@ -94,13 +94,6 @@ class TokenService:
             .values(revoked_at=datetime.now(UTC))
         )
 
-    async def revoke_all_for(self, session: AsyncSession, user_id: uuid.UUID) -> None:
-        await session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-            .values(revoked_at=datetime.now(UTC))
-        )
-
     async def _lookup(
         self, session: AsyncSession, presented: str, *, lock: bool
     ) -> RefreshToken | None:

@@ -14,9 +14,9 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shardz_common.errors import NotFound, Unavailable
+from shardz_common.errors import Unavailable
 from shardz_provisioner.db.tables import Cluster, Database
 from shardz_provisioner.domain.models import ClusterIn
 from shardz_provisioner.services import ddl
@@ -32,9 +32,16 @@ class ClusterUnavailable(Unavailable):
 
 
 class ClusterRegistry:
-    def __init__(self, fernet: Fernet, pool_size: int = 4) -> None:
+    def __init__(
+        self,
+        fernet: Fernet,
+        pool_size: int = 4,
+        sessions: async_sessionmaker[AsyncSession] | None = None,
+    ) -> None:
         self.fernet = fernet
         self.pool_size = pool_size
+        # to learn of clusters registered (or changed) by another replica
+        self.sessions = sessions
         self._pools: dict[str, AsyncConnectionPool[AsyncConnection]] = {}
         self._dsns: dict[str, str] = {}
         self._down_until: dict[str, float] = {}
@@ -45,8 +52,18 @@ class ClusterRegistry:
     async def load(self, session: AsyncSession) -> list[Cluster]:
         clusters = list((await session.execute(select(Cluster))).scalars())
         for c in clusters:
-            self._dsns[c.name] = self.fernet.decrypt(c.admin_dsn).decode()
+            dsn = self.fernet.decrypt(c.admin_dsn).decode()
+            if self._dsns.get(c.name, dsn) != dsn:
+                stale = self._pools.pop(c.name, None)
+                if stale is not None:
+                    await stale.close()
+            self._dsns[c.name] = dsn
         return clusters
+
+    async def refresh(self) -> None:
+        if self.sessions is not None:
+            async with self.sessions() as s:
+                await self.load(s)
 
     async def register(
         self, session: AsyncSession, spec: ClusterIn, *, must_answer: bool = True
@@ -94,12 +111,15 @@ class ClusterRegistry:
     def is_up(self, name: str) -> bool:
         return self._down_until.get(name, 0.0) < time.monotonic()
 
-    def _pool(self, name: str) -> AsyncConnectionPool[AsyncConnection]:
+    async def _pool(self, name: str) -> AsyncConnectionPool[AsyncConnection]:
         pool = self._pools.get(name)
         if pool is None:
+            if name not in self._dsns:
+                await self.refresh()
             dsn = self._dsns.get(name)
             if dsn is None:
-                raise NotFound(f"unknown cluster {name}")
+                log.error("cluster not registered here", cluster=name)
+                raise ClusterUnavailable("the database server is unavailable")
             pool = AsyncConnectionPool(
                 dsn,
                 min_size=0,
@@ -115,7 +135,7 @@ class ClusterRegistry:
     @asynccontextmanager
     async def admin(self, name: str) -> AsyncIterator[AsyncConnection]:
         """An admin connection to a cluster; a cluster that does not answer is 503."""
-        pool = self._pool(name)
+        pool = await self._pool(name)
         reached = False
         try:
             if pool.closed:
@@ -126,8 +146,12 @@ class ClusterRegistry:
         except (PoolTimeout, psycopg.OperationalError) as exc:
             self._down_until[name] = time.monotonic() + DOWN_SECONDS
             log.warning("tenant cluster unavailable", cluster=name, error=type(exc).__name__)
-            err = ClusterUnavailable("the database server is unavailable; nothing was changed")
+            err = ClusterUnavailable(
+                "the database server is unavailable" + ("" if reached else "; nothing was changed")
+            )
             err.reached = reached
+            if not reached:
+                await self.refresh()  # its address may have changed on another replica
             raise err from exc
         else:
             self._down_until.pop(name, None)

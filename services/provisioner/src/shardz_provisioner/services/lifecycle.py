@@ -36,7 +36,7 @@ async def _require_active_account(session: AsyncSession, user_id: uuid.UUID) -> 
 async def rotate(
     session: AsyncSession, registry: ClusterRegistry, user: Principal, database_id: uuid.UUID
 ) -> DatabaseWithPassword:
-    db = await get_owned(session, user, database_id)
+    db = await get_owned(session, user, database_id, for_update=True)  # one rotation at a time
     await _require_active_account(session, user.id)
     if db.status != "ready":
         raise Conflict(f"the database is {db.status}")

@@ -25,9 +25,12 @@ from shardz_common.errors import (
     Conflict,
     NotFound,
     PlanLimitReached,
+    ProblemError,
+    Unauthenticated,
+    Unavailable,
     ValidationFailed,
 )
-from shardz_common.events import DatabaseProvisioned, DatabaseUsageReported
+from shardz_common.events import DatabaseProvisioned, DatabaseSuspended, DatabaseUsageReported
 from shardz_common.plans import Plan, get_plan
 from shardz_provisioner.config import ProvisionerSettings
 from shardz_provisioner.db.tables import Account, Cluster, Database
@@ -56,7 +59,13 @@ async def lock_account(session: AsyncSession, user_id: uuid.UUID) -> Account:
     ).scalar_one()
     if account.status == "suspended":
         raise AccountSuspended("the account is suspended for an unpaid invoice")
+    if account.status == "deleted":
+        raise Unauthenticated("account no longer exists")
     return account
+
+
+class CreationAbandoned(Unavailable):
+    """The saga's intent was rolled back while the DDL ran (it took too long)."""
 
 
 async def _check_plan(
@@ -130,36 +139,53 @@ async def create(
         await _abandon(sessions, registry, db, ddl_may_have_run=True)
         raise
     _fault(settings, "after_ddl")
-    # 3. ready + events, together
+    # 3. ready + events, together -- unless the world moved on while the DDL ran: the
+    # reconciler took the intent back, or the account was deleted or suspended meanwhile.
     async with sessions() as s, s.begin():
+        account = await s.get(Account, user.id, with_for_update=True)
         row = await s.get(Database, database_id, with_for_update=True)
-        assert row is not None
-        row.status = "ready"
-        row.updated_at = datetime.now(UTC)
-        cluster = await s.get(Cluster, row.cluster)
-        assert cluster is not None
-        emit(
-            s,
-            DatabaseProvisioned(
-                database_id=row.id,
-                user_id=row.user_id,
-                engine=row.engine,
-                cluster=cluster.name,
-                plan=row.plan,
-            ),
-            row.id,
-        )
-        emit(
-            s,
-            DatabaseUsageReported(
-                database_id=row.id,
-                user_id=row.user_id,
-                size_bytes=size,
-                measured_at=datetime.now(UTC),
-            ),
-            row.id,
-        )
-        out = to_out(row, cluster)
+        if row is None or row.status != "provisioning":
+            abandoned: ProblemError | None = CreationAbandoned(
+                "creating the database took too long"
+            )
+        elif account is not None and account.status == "deleted":
+            abandoned = Unauthenticated("account no longer exists")
+        else:
+            abandoned = None
+            suspended = account is not None and account.status == "suspended"
+            if suspended:
+                await _disable_login(registry, row)
+            row.status = "suspended" if suspended else "ready"
+            row.updated_at = datetime.now(UTC)
+            cluster = await s.get(Cluster, row.cluster)
+            assert cluster is not None
+            emit(
+                s,
+                DatabaseProvisioned(
+                    database_id=row.id,
+                    user_id=row.user_id,
+                    engine=row.engine,
+                    cluster=cluster.name,
+                    plan=row.plan,
+                ),
+                row.id,
+            )
+            emit(
+                s,
+                DatabaseUsageReported(
+                    database_id=row.id,
+                    user_id=row.user_id,
+                    size_bytes=size,
+                    measured_at=datetime.now(UTC),
+                ),
+                row.id,
+            )
+            if suspended:
+                emit(s, DatabaseSuspended(database_id=row.id, user_id=row.user_id), row.id)
+            out = to_out(row, cluster)
+    if abandoned is not None:
+        await _abandon(sessions, registry, db, ddl_may_have_run=True)
+        raise abandoned
     return DatabaseWithPassword(
         **out.model_dump(exclude={"uri"}),
         password=password,
@@ -185,6 +211,12 @@ async def _run_ddl(
     return size
 
 
+async def _disable_login(registry: ClusterRegistry, db: Database) -> None:
+    assert db.cluster is not None
+    async with registry.admin(db.cluster) as conn:
+        await ddl.set_login(conn, db.role_name, False)
+
+
 async def _abandon(
     sessions: async_sessionmaker[AsyncSession],
     registry: ClusterRegistry,
@@ -208,8 +240,10 @@ async def _abandon(
             await s.delete(row)
 
 
-async def get_owned(session: AsyncSession, user: Principal, database_id: uuid.UUID) -> Database:
-    row = await session.get(Database, database_id)
+async def get_owned(
+    session: AsyncSession, user: Principal, database_id: uuid.UUID, *, for_update: bool = False
+) -> Database:
+    row = await session.get(Database, database_id, with_for_update=for_update)
     if row is None or row.user_id != user.id or row.status == "deleted":
         raise NotFound("no such database")
     return row
