@@ -73,7 +73,9 @@ async def admin_token(gateway: httpx.AsyncClient, env: dict[str, str]) -> str:
     return token
 
 
-async def publish_event(amqp_url: str, type_: str, data: dict[str, Any]) -> str:
+async def publish_event(
+    amqp_url: str, type_: str, data: dict[str, Any], time: str | None = None
+) -> str:
     """Publish a CloudEvent the way a service's relay would (e.g. billing's, before it exists)."""
     import json
 
@@ -88,6 +90,8 @@ async def publish_event(amqp_url: str, type_: str, data: dict[str, Any]) -> str:
         "datacontenttype": "application/json",
         "data": data,
     }
+    if time is not None:
+        body["time"] = time
     conn = await aio_pika.connect(amqp_url)
     try:
         channel = await conn.channel(publisher_confirms=True)

@@ -77,3 +77,50 @@ async def test_deleting_the_account_removes_every_database(gateway, stack) -> No
     await wait_for(all_gone, timeout=30)
     for d in dbs:
         assert not await can_login(d["uri"])
+
+
+async def test_an_older_suspension_arriving_late_does_not_undo_a_newer_reactivation(
+    gateway, stack
+) -> None:
+    user = await signup(gateway)
+    uid, token = user["user"]["id"], user["access_token"]
+    db = await create_db(gateway, token)
+    amqp = stack.env["PLATFORM_AMQP_URL"]
+    async with EventProbe(amqp, keys="db.*") as probe:
+        await publish_event(
+            amqp,
+            "account.suspended",
+            {"user_id": uid, "reason": "overdue"},
+            time="2026-01-01T10:00:00+00:00",
+        )
+        await probe.wait_for("db.suspended", lambda e: e["data"]["database_id"] == db["id"])
+        await publish_event(
+            amqp,
+            "account.reactivated",
+            {"user_id": uid, "reason": "paid"},
+            time="2026-01-01T12:00:00+00:00",
+        )
+        await probe.wait_for("db.resumed", lambda e: e["data"]["database_id"] == db["id"])
+        # a redelivered or delayed suspension from before the payment
+        stale = await publish_event(
+            amqp,
+            "account.suspended",
+            {"user_id": uid, "reason": "overdue"},
+            time="2026-01-01T11:00:00+00:00",
+        )
+        for service in ("provisioner", "identity"):
+            await wait_for(lambda s=service: _consumed(stack, s, stale), timeout=15)
+    assert await can_login(db["uri"])
+    got = (await gateway.get(f"/v1/databases/{db['id']}", headers=bearer(token))).json()
+    assert got["status"] == "ready"
+    me = (await gateway.get("/v1/users/me", headers=bearer(token))).json()
+    assert me["status"] == "active"
+
+
+async def _consumed(stack, service: str, event_id: str) -> bool:
+    dsn = f"postgresql://postgres@127.0.0.1:5432/{stack.config.database_name(service)}"
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        row = await (
+            await conn.execute("SELECT 1 FROM inbox WHERE event_id = %s", (event_id,))
+        ).fetchone()
+    return row is not None

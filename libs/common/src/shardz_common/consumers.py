@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import aio_pika
@@ -33,6 +35,7 @@ from shardz_common.telemetry import extract_context, tracer
 
 log = structlog.get_logger(__name__)
 HANDLED = Counter("events_handled_total", "Events handled", ["consumer", "outcome"])
+current_event: ContextVar[CloudEvent | None] = ContextVar("current_event", default=None)
 FLUSHERS = 2  # transactions in flight per queue, so commits overlap
 MAX_BATCH = 100
 
@@ -196,10 +199,14 @@ class ConsumerRunner:
                         continue
                     fresh.discard(ce.id)  # the same id twice in one batch runs once
                     ctx = extract_context(message.headers or {})
-                    with tracer.start_as_current_span(
-                        f"{c.name} process", context=ctx, kind=trace.SpanKind.CONSUMER
-                    ):
-                        await c.handler(event, session)
+                    token = current_event.set(ce)
+                    try:
+                        with tracer.start_as_current_span(
+                            f"{c.name} process", context=ctx, kind=trace.SpanKind.CONSUMER
+                        ):
+                            await c.handler(event, session)
+                    finally:
+                        current_event.reset(token)
                     applied += 1
         except asyncio.CancelledError:
             raise
@@ -230,7 +237,7 @@ class ConsumerRunner:
         ) as span:
             span.set_attribute("messaging.message.id", ce.id)
             try:
-                fresh = await self.apply(c, ce.id, event)
+                fresh = await self.apply(c, ce, event)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -252,16 +259,29 @@ class ConsumerRunner:
     def after_commit(self, event_ids: list[str]) -> None:
         """Called once the events' transaction committed (an observer hook, e.g. benches)."""
 
-    async def apply(self, c: Consumer[Any], event_id: str, event: Event) -> bool:
+    async def apply(self, c: Consumer[Any], ce: CloudEvent, event: Event) -> bool:
         """Run the handler once per event id; returns False for a duplicate."""
         async with self.sessionmaker() as session, session.begin():
             first = await session.execute(
                 insert(self.inbox)
-                .values(consumer=c.name, event_id=event_id)
+                .values(consumer=c.name, event_id=ce.id)
                 .on_conflict_do_nothing()
                 .returning(self.inbox.c.event_id)
             )
             if first.first() is None:
                 return False
-            await c.handler(event, session)
+            token = current_event.set(ce)
+            try:
+                await c.handler(event, session)
+            finally:
+                current_event.reset(token)
             return True
+
+
+def event_time() -> datetime:
+    """When the event being handled happened (its CloudEvent `time`), for handlers that must
+    not let an older event undo a newer one: queues do not keep order across event types."""
+    ce = current_event.get()
+    if ce is None or ce.time is None:
+        return datetime.now(UTC)
+    return ce.time if ce.time.tzinfo else ce.time.replace(tzinfo=UTC)

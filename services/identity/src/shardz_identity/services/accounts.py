@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 from psycopg import AsyncConnection
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -133,8 +133,17 @@ async def delete_account(session: AsyncSession, principal: Principal) -> None:
     emit(session, UserDeleted(user_id=user.id), user.id)
 
 
-async def set_status(session: AsyncSession, user_id: uuid.UUID, status: str) -> None:
-    """Reflect billing's account.* events; a deleted account stays deleted."""
+async def set_status(
+    session: AsyncSession, user_id: uuid.UUID, status: str, occurred_at: datetime
+) -> None:
+    """Reflect billing's account.* events; a deleted account stays deleted, and an event
+    older than the last applied one changes nothing."""
     await session.execute(
-        update(User).where(User.id == user_id, User.status != "deleted").values(status=status)
+        update(User)
+        .where(
+            User.id == user_id,
+            User.status != "deleted",
+            or_(User.status_at.is_(None), User.status_at <= occurred_at),
+        )
+        .values(status=status, status_at=occurred_at)
     )

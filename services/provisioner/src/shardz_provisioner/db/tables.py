@@ -41,6 +41,8 @@ class Account(Base):
     __tablename__ = "accounts"
     user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="active")
+    # when the event that set `status` happened: an older event never overrides it
+    status_at: Mapped[datetime | None] = _ts(nullable=True)
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
 

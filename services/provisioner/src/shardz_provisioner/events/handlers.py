@@ -8,7 +8,7 @@ from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shardz_common.consumers import Consumer, consumer
+from shardz_common.consumers import Consumer, consumer, event_time
 from shardz_common.events import AccountReactivated, AccountSuspended, UserCreated, UserDeleted
 from shardz_provisioner.db.tables import Account
 from shardz_provisioner.services import lifecycle
@@ -38,10 +38,10 @@ def consumers(registry: ClusterRegistry) -> list[Consumer[Any]]:
         await session.execute(
             insert(Account).values(user_id=event.user_id).on_conflict_do_nothing()
         )
-        await lifecycle.set_suspended(session, registry, event.user_id, True)
+        await lifecycle.set_suspended(session, registry, event.user_id, True, event_time())
 
     @consumer("provisioner.account-reactivated", AccountReactivated)
     async def on_account_reactivated(event: AccountReactivated, session: AsyncSession) -> None:
-        await lifecycle.set_suspended(session, registry, event.user_id, False)
+        await lifecycle.set_suspended(session, registry, event.user_id, False, event_time())
 
     return [on_user_created, on_user_deleted, on_account_suspended, on_account_reactivated]

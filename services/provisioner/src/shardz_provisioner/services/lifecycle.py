@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shardz_common.auth import Principal
@@ -96,14 +96,26 @@ async def delete_all_for(session: AsyncSession, user_id: uuid.UUID) -> None:
 
 
 async def set_suspended(
-    session: AsyncSession, registry: ClusterRegistry, user_id: uuid.UUID, suspended: bool
+    session: AsyncSession,
+    registry: ClusterRegistry,
+    user_id: uuid.UUID,
+    suspended: bool,
+    occurred_at: datetime,
 ) -> None:
-    """Suspension stops logins (NOLOGIN, sessions ended); reactivation restores them."""
-    await session.execute(
+    """Suspension stops logins (NOLOGIN, sessions ended); reactivation restores them. An
+    event older than the account's last status change is ignored."""
+    changed = await session.execute(
         update(Account)
-        .where(Account.user_id == user_id, Account.status != "deleted")
-        .values(status="suspended" if suspended else "active")
+        .where(
+            Account.user_id == user_id,
+            Account.status != "deleted",
+            or_(Account.status_at.is_(None), Account.status_at <= occurred_at),
+        )
+        .values(status="suspended" if suspended else "active", status_at=occurred_at)
+        .returning(Account.user_id)
     )
+    if changed.first() is None:
+        return
     current = "ready" if suspended else "suspended"
     rows = (
         await session.execute(
