@@ -40,7 +40,11 @@ def process(stack, command: str, **env: str) -> Iterator[subprocess.Popen[bytes]
         finally:
             if proc.poll() is None:
                 proc.terminate()
-                proc.wait(10)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:  # a slow shutdown is not what this tests
+                    proc.kill()
+                    proc.wait()
 
 
 async def wait_http(url: str) -> None:

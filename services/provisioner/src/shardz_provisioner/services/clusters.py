@@ -158,7 +158,7 @@ class ClusterRegistry:
 
     async def close(self) -> None:
         for pool in self._pools.values():
-            await pool.close()
+            await pool.close(timeout=2)
         self._pools.clear()
 
     async def placement(self, session: AsyncSession) -> list[str]:
