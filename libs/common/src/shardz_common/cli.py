@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,6 +56,11 @@ def run_cli(
 
         spec = _load(worker_spec)()
         assert isinstance(spec, WorkerSpec)
-        asyncio.run(run_worker(spec))
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(run_worker(spec))
+        # Not asyncio.run(): its final wait for leftover library tasks (a reconnecting broker
+        # client) can hang forever; run_worker has already closed what matters.
+        sys.stderr.flush()
+        os._exit(0)
     else:
         (extra or {})[cmd]()

@@ -102,13 +102,15 @@ async def run_worker(spec: WorkerSpec) -> None:
             log.error("worker task died", task=t.get_name(), error=repr(t.exception()))
     for t in tasks:
         t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    # Everything a worker holds is in the database or the broker, so a shutdown that hangs
+    # (a broker connection that will not close) is cut short rather than waited for.
     try:
         async with asyncio.timeout(10):
+            await asyncio.gather(*tasks, return_exceptions=True)
             await runner.close()
             if spec.on_shutdown is not None:
                 await spec.on_shutdown()
             await engine.dispose()
     except TimeoutError:
-        log.warning("worker shutdown timed out")
+        log.warning("worker shutdown timed out; exiting anyway")
     log.info("worker stopped")
