@@ -22,29 +22,16 @@ FLOOR_PORT = 23199
 LOAD = Load(threads=1, connections=32, seconds=10, warmup_seconds=3)
 
 
-def bench_stack_config():  # type: ignore[no-untyped-def]
-    """A test-like stack on ports of its own (test slots use +0..+3000; the bench +5000)."""
-    from shardz_devstack.config import KNOWN_SERVICES, SeaweedPorts, StackConfig, repo_root
+def bench_stack_config(slot: int = 5, name: str = "bench"):  # type: ignore[no-untyped-def]
+    """A test-like stack in a slot of its own (pytest sessions use slots 0-3)."""
+    from shardz_devstack.config import StackConfig, repo_root
 
-    shift = 5000
     return dataclasses.replace(
-        StackConfig.test(),
-        name="bench",
-        data_dir=repo_root() / ".data" / "bench",
-        gateway_port=18080 + shift,
-        service_ports={name: port + 10000 + shift for name, port in KNOWN_SERVICES.items()},
+        StackConfig.test(slot=slot),
+        name=name,
+        data_dir=repo_root() / ".data" / name,
+        db_prefix=f"shardz_{name.replace('-', '')}_",
         services=("identity",),  # the only service on this request's path
-        db_prefix="shardz_bench_",
-        amqp_vhost=f"shardz-bench-{os.urandom(4).hex()}",
-        tenant_pg_port=15433 + shift,
-        seaweed=SeaweedPorts(
-            s3=18333 + shift,
-            master=18334 + shift,
-            volume=18335 + shift,
-            filer=18336 + shift,
-            admin=18337 + shift,
-            grpc_offset=10,
-        ),
     )
 
 

@@ -3,42 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import uuid
 from dataclasses import dataclass
 
 import httpx
 
-# auth_bench takes +5000 on the test ports; this bench takes +6000.
-SHIFT = 6000
 PAID_PLAN = "db-starter"  # paid: the free plan's limit of 3 databases does not apply
 CAPACITY = 20_000  # the devstack registers its tenant cluster with room for 500 only
 
 
 def prov_stack_config():  # type: ignore[no-untyped-def]
-    """auth_bench's StackConfig, moved to ports, names and data of its own."""
+    """auth_bench's kind of stack, in the next slot, with the provisioner too."""
     from auth_bench import bench_stack_config
 
-    from shardz_devstack.config import KNOWN_SERVICES, SeaweedPorts, repo_root
-
     return dataclasses.replace(
-        bench_stack_config(),
-        name="bench-prov",
-        data_dir=repo_root() / ".data" / "bench-prov",
-        gateway_port=18080 + SHIFT,
-        service_ports={name: port + 10000 + SHIFT for name, port in KNOWN_SERVICES.items()},
-        services=("identity", "provisioner"),
-        db_prefix="shardz_benchprov_",
-        amqp_vhost=f"shardz-benchprov-{os.urandom(4).hex()}",
-        tenant_pg_port=15433 + SHIFT,
-        seaweed=SeaweedPorts(
-            s3=18333 + SHIFT,
-            master=18334 + SHIFT,
-            volume=18335 + SHIFT,
-            filer=18336 + SHIFT,
-            admin=18337 + SHIFT,
-            grpc_offset=10,
-        ),
+        bench_stack_config(slot=6, name="bench-prov"), services=("identity", "provisioner")
     )
 
 

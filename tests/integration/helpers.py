@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import contextlib
+import socket
+import subprocess
+import sys
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+
+from shardz_devstack.config import repo_root
 
 PASSWORD = "correct horse battery"
 
@@ -107,3 +114,44 @@ async def publish_event(
     finally:
         await conn.close()
     return event_id
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def provisioner_process(stack: Any, command: str, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """An extra provisioner process (api or worker) on the test stack, with env overrides."""
+    full = {**stack.prepared.process_env(), **env}
+    path = stack.log_dir / f"extra-{command}-{env.get('PROVISIONER_PORT', 'w')}.log"
+    with open(path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shardz_provisioner", command],
+            env=full,
+            cwd=repo_root(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:  # a slow shutdown is not what this tests
+                    proc.kill()
+                    proc.wait()
+
+
+async def wait_http(url: str) -> None:
+    async def up() -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            async with httpx.AsyncClient() as c:
+                return (await c.get(url)).status_code == 200
+        return False
+
+    await wait_for(up, timeout=30)

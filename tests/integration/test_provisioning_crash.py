@@ -3,58 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
 
 import httpx
 import psycopg
 import pytest
 
-from shardz_devstack.config import repo_root
-from tests.integration.helpers import admin_token, bearer, signup, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def process(stack, command: str, **env: str) -> Iterator[subprocess.Popen[bytes]]:
-    full = {**stack.prepared.process_env(), **env}
-    path = stack.log_dir / f"crash-{command}-{env.get('PROVISIONER_PORT', 'w')}.log"
-    with open(path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "shardz_provisioner", command],
-            env=full,
-            cwd=repo_root(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:  # a slow shutdown is not what this tests
-                    proc.kill()
-                    proc.wait()
-
-
-async def wait_http(url: str) -> None:
-    async def up() -> bool:
-        with contextlib.suppress(httpx.HTTPError):
-            async with httpx.AsyncClient() as c:
-                return (await c.get(url)).status_code == 200
-        return False
-
-    await wait_for(up, timeout=30)
+from tests.integration.helpers import (
+    admin_token,
+    bearer,
+    free_port,
+    provisioner_process,
+    signup,
+    wait_for,
+    wait_http,
+)
 
 
 async def on_server(stack, pattern: str) -> tuple[set[str], set[str]]:
@@ -89,7 +51,9 @@ async def test_crash_mid_saga_converges_after_restart(
     user = await signup(gateway)
     uid, token = user["user"]["id"], user["access_token"]
     port = free_port()
-    with process(stack, "api", PROVISIONER_PORT=str(port), PROVISIONER_FAULT_INJECTION=step) as api:
+    with provisioner_process(
+        stack, "api", PROVISIONER_PORT=str(port), PROVISIONER_FAULT_INJECTION=step
+    ) as api:
         await wait_http(f"http://127.0.0.1:{port}/readyz")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as direct:
             with pytest.raises(httpx.HTTPError):  # the process dies mid-request
@@ -104,7 +68,7 @@ async def test_crash_mid_saga_converges_after_restart(
     assert [d["status"] for d in listed] == ["provisioning"]
 
     # "restart": a worker whose reconciler treats the intent as abandoned
-    with process(
+    with provisioner_process(
         stack,
         "worker",
         PROVISIONER_PROVISIONING_TIMEOUT_SECONDS="1",

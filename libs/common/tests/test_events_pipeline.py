@@ -51,6 +51,20 @@ async def write_events(db, n: int, per_txn: int = 50) -> list[str]:
     return ids
 
 
+async def dead_letter(channel, queue: str, timeout: float):
+    """The first message in `<queue>.dead`, or None after `timeout` seconds."""
+    dead = await channel.declare_queue(
+        f"{queue}.dead", durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        message = await dead.get(fail=False)
+        if message:
+            return message
+        await asyncio.sleep(0.05)
+    return None
+
+
 async def count(db, table) -> int:
     async with db.sessions() as s:
         return (await s.execute(select(func.count()).select_from(table))).scalar_one()
@@ -158,15 +172,7 @@ async def test_failing_handler_ends_in_dead_letter_queue_not_a_loop(events_db, b
         [uid] = await write_events(db, 1)
         conn = await aio_pika.connect(broker.url)
         ch = await conn.channel()
-        dead = await ch.declare_queue(
-            f"{name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
-        )
-        message = None
-        for _ in range(200):
-            message = await dead.get(fail=False)
-            if message:
-                break
-            await asyncio.sleep(0.05)
+        message = await dead_letter(ch, name, timeout=10)
         assert message is not None, "the poison event was dropped instead of dead-lettered"
         assert json.loads(message.body)["data"]["user_id"] == uid
         await message.ack()
@@ -205,15 +211,7 @@ async def test_redelivered_event_id_applies_once_and_malformed_goes_to_dead_lett
             await ex.publish(aio_pika.Message(body), routing_key="user.created")
         await ex.publish(aio_pika.Message(b"{not json"), routing_key="user.created")
         await wait_until(lambda: _applied(db, uid))
-        dead = await ch.declare_queue(
-            f"{name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
-        )
-        got = None
-        for _ in range(100):
-            got = await dead.get(fail=False)
-            if got:
-                break
-            await asyncio.sleep(0.05)
+        got = await dead_letter(ch, name, timeout=5)
         assert got is not None and got.body == b"{not json"
         await got.ack()
         await asyncio.sleep(0.3)

@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
 
 from shardz_common.errors import ProblemError
 
@@ -31,12 +30,6 @@ NAMING = {
 
 def new_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING)
-
-
-class Base(DeclarativeBase):
-    """Declarative base for services that share nothing but conventions; each subclasses it."""
-
-    __abstract__ = True
 
 
 def make_engine(url: str, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:

@@ -30,18 +30,6 @@ def _catalogue() -> dict[str, Plan]:
     return {p["id"]: Plan(currency=raw["currency"], **p) for p in raw["items"]}
 
 
-def all_plans(free_storage_bytes: int | None = None) -> list[Plan]:
-    plans = list(_catalogue().values())
-    if free_storage_bytes is not None:
-        plans = [
-            p.model_copy(update={"limits": {**p.limits, "bytes": free_storage_bytes}})
-            if p.resource_type == "storage" and p.is_free
-            else p
-            for p in plans
-        ]
-    return plans
-
-
 def get_plan(plan_id: str, resource_type: str) -> Plan | None:
     plan = _catalogue().get(plan_id)
     return plan if plan is not None and plan.resource_type == resource_type else None

@@ -4,7 +4,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from shardz_identity.config import IdentitySettings
 from shardz_identity.services.ratelimit import LoginLimiter
 from shardz_identity.services.tokens import TokenService
 
@@ -19,11 +18,6 @@ def _limiter(request: Request) -> LoginLimiter:
     return limiter
 
 
-def _settings(request: Request) -> IdentitySettings:
-    settings: IdentitySettings = request.app.state.settings
-    return settings
-
-
 def client_address(request: Request) -> str:
     # uvicorn applies X-Forwarded-For only from the trusted gateway address.
     return request.client.host if request.client else "unknown"
@@ -31,5 +25,4 @@ def client_address(request: Request) -> str:
 
 TokensDep = Annotated[TokenService, Depends(_tokens)]
 LimiterDep = Annotated[LoginLimiter, Depends(_limiter)]
-SettingsDep = Annotated[IdentitySettings, Depends(_settings)]
 AddressDep = Annotated[str, Depends(client_address)]

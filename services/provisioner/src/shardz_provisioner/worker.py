@@ -22,23 +22,19 @@ def spec(settings: ProvisionerSettings | None = None) -> WorkerSpec:
             await registry.register_from_settings(s, settings.tenant_clusters)
         await registry.refresh()
 
-    async def ensure_loaded(sessions: async_sessionmaker[AsyncSession]) -> None:
-        await registry.refresh()
-
+    # The registry learns of new or changed clusters by itself (on a miss or a failed
+    # connection); find_orphans and meter reload them too.
     async def reconcile(sessions: async_sessionmaker[AsyncSession]) -> None:
-        await ensure_loaded(sessions)
         await reconciler.rollback_stale_intents(
             sessions, registry, settings.provisioning_timeout_seconds
         )
         await reconciler.find_orphans(sessions, registry)
 
     async def delete(sessions: async_sessionmaker[AsyncSession]) -> None:
-        await ensure_loaded(sessions)
         while await reconciler.finish_deletions(sessions, registry):
             pass
 
     async def meter(sessions: async_sessionmaker[AsyncSession]) -> None:
-        await ensure_loaded(sessions)
         await reconciler.meter(sessions, registry)
 
     return WorkerSpec(

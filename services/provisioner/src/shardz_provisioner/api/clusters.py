@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import func, select
 
 from shardz_common.auth import AdminUser
 from shardz_common.db import SessionDep
 from shardz_common.errors import NotFound
-from shardz_provisioner.db.tables import Cluster, Database
+from shardz_provisioner.db.tables import Cluster
 from shardz_provisioner.deps import RegistryDep, SessionsDep
 from shardz_provisioner.domain.models import ClusterIn, ClusterList, ClusterOut, Orphans
+from shardz_provisioner.services.clusters import cluster_loads
 from shardz_provisioner.services.reconciler import find_orphans
 
 router = APIRouter(prefix="/v1/clusters", tags=["clusters"])
 
 
-async def _out(session: SessionDep, registry: RegistryDep, cluster: Cluster) -> ClusterOut:
-    used = (
-        await session.execute(
-            select(func.count())
-            .select_from(Database)
-            .where(Database.cluster == cluster.name, Database.status != "deleted")
-        )
-    ).scalar_one()
+def _out(registry: RegistryDep, cluster: Cluster, used: int) -> ClusterOut:
     return ClusterOut(
         name=cluster.name,
         host=cluster.host,
@@ -35,12 +28,17 @@ async def _out(session: SessionDep, registry: RegistryDep, cluster: Cluster) -> 
     )
 
 
+async def _one(session: SessionDep, registry: RegistryDep, name: str) -> ClusterOut:
+    [(cluster, used)] = await cluster_loads(session, name)
+    return _out(registry, cluster, used)
+
+
 @router.get("", response_model=ClusterList)
 async def list_clusters(
     session: SessionDep, registry: RegistryDep, admin: AdminUser
 ) -> ClusterList:
-    clusters = (await session.execute(select(Cluster).order_by(Cluster.name))).scalars().all()
-    return ClusterList(items=[await _out(session, registry, c) for c in clusters])
+    loads = await cluster_loads(session)
+    return ClusterList(items=[_out(registry, c, used) for c, used in loads])
 
 
 @router.post("", status_code=201, response_model=ClusterOut)
@@ -48,15 +46,18 @@ async def register_cluster(
     body: ClusterIn, session: SessionDep, registry: RegistryDep, admin: AdminUser
 ) -> ClusterOut:
     cluster = await registry.register(session, body)
-    return await _out(session, registry, cluster)
+    return await _one(session, registry, cluster.name)
 
 
-async def _set_status(session: SessionDep, name: str, status: str) -> Cluster:
+async def _set_status(
+    session: SessionDep, registry: RegistryDep, name: str, status: str
+) -> ClusterOut:
     cluster = await session.get(Cluster, name)
     if cluster is None:
         raise NotFound("no such cluster")
     cluster.status = status
-    return cluster
+    await session.flush()
+    return await _one(session, registry, name)
 
 
 @router.post("/{name}/drain", response_model=ClusterOut)
@@ -64,14 +65,14 @@ async def drain(
     name: str, session: SessionDep, registry: RegistryDep, admin: AdminUser
 ) -> ClusterOut:
     """A draining cluster keeps its databases but receives no new ones."""
-    return await _out(session, registry, await _set_status(session, name, "draining"))
+    return await _set_status(session, registry, name, "draining")
 
 
 @router.post("/{name}/activate", response_model=ClusterOut)
 async def activate(
     name: str, session: SessionDep, registry: RegistryDep, admin: AdminUser
 ) -> ClusterOut:
-    return await _out(session, registry, await _set_status(session, name, "active"))
+    return await _set_status(session, registry, name, "active")
 
 
 @router.get("/orphans", response_model=list[Orphans])

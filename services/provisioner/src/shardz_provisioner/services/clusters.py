@@ -163,18 +163,25 @@ class ClusterRegistry:
 
     async def placement(self, session: AsyncSession) -> list[str]:
         """Active clusters with room, least loaded first, those known down last."""
-        load = (
-            select(
-                Cluster.name,
-                Cluster.capacity,
-                func.count(Database.id).label("used"),
-            )
-            .outerjoin(
-                Database, (Database.cluster == Cluster.name) & (Database.status != "deleted")
-            )
-            .where(Cluster.status == "active")
-            .group_by(Cluster.name, Cluster.capacity)
-        )
-        rows = [r for r in (await session.execute(load)).all() if r.used < r.capacity]
-        rows.sort(key=lambda r: (not self.is_up(r.name), r.used / r.capacity, r.name))
-        return [r.name for r in rows]
+        rows = [
+            (c, used)
+            for c, used in await cluster_loads(session)
+            if c.status == "active" and used < c.capacity
+        ]
+        rows.sort(key=lambda r: (not self.is_up(r[0].name), r[1] / r[0].capacity, r[0].name))
+        return [c.name for c, _ in rows]
+
+
+async def cluster_loads(
+    session: AsyncSession, name: str | None = None
+) -> list[tuple[Cluster, int]]:
+    """Every cluster (or one) with the number of live databases it holds, in one query."""
+    stmt = (
+        select(Cluster, func.count(Database.id))
+        .outerjoin(Database, (Database.cluster == Cluster.name) & (Database.status != "deleted"))
+        .group_by(Cluster.name)
+        .order_by(Cluster.name)
+    )
+    if name is not None:
+        stmt = stmt.where(Cluster.name == name)
+    return [(c, int(used)) for c, used in (await session.execute(stmt)).tuples()]
