@@ -24,12 +24,12 @@ LOAD = Load(threads=1, connections=32, seconds=10, warmup_seconds=3)
 
 def bench_stack_config(slot: int = 5, name: str = "bench"):  # type: ignore[no-untyped-def]
     """A test-like stack in a slot of its own (pytest sessions use slots 0-3)."""
-    from shardz_devstack.config import StackConfig, repo_root
+    from shardz_devstack.config import StackConfig, state_root
 
     return dataclasses.replace(
         StackConfig.test(slot=slot),
         name=name,
-        data_dir=repo_root() / ".data" / name,
+        data_dir=state_root() / name,
         db_prefix=f"shardz_{name.replace('-', '')}_",
         services=("identity",),  # the only service on this request's path
     )

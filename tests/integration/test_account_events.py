@@ -118,7 +118,7 @@ async def test_an_older_suspension_arriving_late_does_not_undo_a_newer_reactivat
 
 
 async def _consumed(stack, service: str, event_id: str) -> bool:
-    dsn = f"postgresql://postgres@127.0.0.1:5432/{stack.config.database_name(service)}"
+    dsn = stack.config.database_dsn(service)
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         row = await (
             await conn.execute("SELECT 1 FROM inbox WHERE event_id = %s", (event_id,))

@@ -188,7 +188,7 @@ async def test_account_deletion_signs_out_everywhere(gateway: httpx.AsyncClient,
         await gateway.get("/v1/databases", headers=bearer(key["key"])), 401, "unauthenticated"
     )
     # the provisioner learns of it through user.deleted
-    dsn = f"postgresql://postgres@127.0.0.1:5432/{stack.config.database_name('provisioner')}"
+    dsn = stack.config.database_dsn("provisioner")
     deadline = time.monotonic() + 10
     status = None
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:

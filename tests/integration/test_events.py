@@ -21,7 +21,7 @@ async def test_user_created_reaches_the_provisioner_as_a_cloudevent(gateway, sta
     # every event starts or continues a W3C trace
     assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}", event["traceparent"])
     assert event["data"]["email"] == user["user"]["email"] and event["id"] and event["time"]
-    dsn = f"postgresql://postgres@127.0.0.1:5432/{stack.config.database_name('provisioner')}"
+    dsn = stack.config.database_dsn("provisioner")
     deadline = time.monotonic() + 10
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         while True:

@@ -45,7 +45,7 @@ async def test_session_credentials_are_internal_authenticated_and_owner_scoped(
         denied = await direct.post(url, json=theirs, headers={"Authorization": f"Bearer {secret}"})
         assert_problem(denied, 404, "not_found")
     # and the credential is not written in the clear in the provisioner's own database
-    dsn = f"postgresql://postgres@127.0.0.1:5432/{stack.config.database_name('provisioner')}"
+    dsn = stack.config.database_dsn("provisioner")
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         stored = (
             await (

@@ -38,7 +38,7 @@ async def test_the_worker_meters_every_database_it_holds(gateway, stack) -> None
                 )
                 probe.events.remove(event)
                 assert event["data"]["size_bytes"] > 1_000_000
-    dsn = f"postgresql://postgres@127.0.0.1:5432/{stack.config.database_name('provisioner')}"
+    dsn = stack.config.database_dsn("provisioner")
 
     async def sampled() -> bool:
         async with await psycopg.AsyncConnection.connect(dsn) as conn:

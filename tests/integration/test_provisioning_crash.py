@@ -31,7 +31,7 @@ async def on_server(stack, pattern: str) -> tuple[set[str], set[str]]:
 
 
 async def intents(stack, user_id: str) -> list[tuple[str, str, str]]:
-    dsn = f"postgresql://postgres@127.0.0.1:5432/{stack.config.database_name('provisioner')}"
+    dsn = stack.config.database_dsn("provisioner")
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         rows = await (
             await conn.execute(

@@ -25,7 +25,7 @@ def b64(data: dict | bytes) -> str:
 
 
 async def active_private_key(stack) -> tuple[str, object]:
-    dsn = f"postgresql://postgres@127.0.0.1:5432/{stack.config.database_name('identity')}"
+    dsn = stack.config.database_dsn("identity")
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
         kid, blob = await (
             await conn.execute("SELECT kid, private_key FROM signing_keys WHERE retired_at IS NULL")

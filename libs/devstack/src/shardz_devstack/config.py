@@ -26,6 +26,19 @@ def repo_root() -> Path:
     return Path.cwd()
 
 
+def state_root() -> Path:
+    """Where every local stack keeps what the platform owns: `DEVSTACK_DATA_DIR`, otherwise
+    `/var/lib/shardz` as root (the `postgres` user and nginx's workers must reach it, which a
+    checkout in a 0700 home does not allow) and `<checkout>/.data` for anyone else (then they
+    run as that user)."""
+    configured = os.environ.get("DEVSTACK_DATA_DIR")
+    if configured:
+        return Path(configured).absolute()
+    if os.geteuid() == 0:
+        return Path("/var/lib/shardz")
+    return repo_root() / ".data"
+
+
 def installed_services() -> tuple[str, ...]:
     """Services whose package can be run with `python -m shardz_<svc>`."""
     found = []
@@ -53,7 +66,7 @@ class StackConfig:
     """One local platform. `dev()` and `test()` give the two stacks that may run side by side."""
 
     name: str = "dev"
-    data_dir: Path = field(default_factory=lambda: repo_root() / ".data")
+    data_dir: Path = field(default_factory=lambda: state_root() / "dev")
     base_domain: str = "localhost"
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
@@ -61,7 +74,9 @@ class StackConfig:
     service_ports: dict[str, int] = field(default_factory=lambda: dict(KNOWN_SERVICES))
     services: tuple[str, ...] = field(default_factory=installed_services)
     db_prefix: str = "shardz_"
-    control_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    # The control-plane PostgreSQL. Empty: `control.ensure_role` creates a password role on
+    # 127.0.0.1:5432 (DEVSTACK_CONTROL_DSN names another server and role instead).
+    control_dsn: str = field(default_factory=lambda: os.environ.get("DEVSTACK_CONTROL_DSN", ""))
     amqp_host: str = "127.0.0.1"
     amqp_port: int = 5672
     amqp_vhost: str = "/"
@@ -76,7 +91,7 @@ class StackConfig:
         env = os.environ
         services = env.get("DEVSTACK_SERVICES")
         return cls(
-            data_dir=Path(env.get("DEVSTACK_DATA_DIR", str(repo_root() / ".data"))),
+            data_dir=state_root() / "dev",
             base_domain=env.get("PLATFORM_BASE_DOMAIN", "localhost"),
             gateway_host=env.get("DEVSTACK_GATEWAY_HOST", "127.0.0.1"),
             gateway_port=int(env.get("PLATFORM_GATEWAY_PORT", "8080")),
@@ -96,7 +111,7 @@ class StackConfig:
         suffix = "" if slot == 0 else str(slot)
         return cls(
             name=f"test{suffix}",
-            data_dir=repo_root() / ".data" / f"test{suffix}",
+            data_dir=state_root() / f"test{suffix}",
             gateway_port=18080 + shift,
             service_ports={name: port + 10000 + shift for name, port in KNOWN_SERVICES.items()},
             db_prefix=f"shardz_test{suffix}_",
@@ -132,6 +147,10 @@ class StackConfig:
 
     def database_name(self, service: str) -> str:
         return f"{self.db_prefix}{service}"
+
+    def database_dsn(self, service: str) -> str:
+        """A libpq URL of `service`'s control-plane database (as the control-plane role)."""
+        return f"{self.control_dsn.rsplit('/', 1)[0]}/{self.database_name(service)}"
 
     @property
     def gateway_url(self) -> str:

@@ -11,8 +11,7 @@ from shardz_devstack.seaweed import s3_endpoint
 
 
 def control_database_url(config: StackConfig, service: str) -> str:
-    base = config.control_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    return f"{base}/{config.database_name(service)}"
+    return config.database_dsn(service).replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 def service_env(

@@ -19,14 +19,20 @@ PLACEHOLDER_INDEX = """<!doctype html>
 _TMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
-def dashboard_root() -> Path:
-    """`web/dashboard`, with a placeholder page when nothing has been built there."""
-    root = repo_root() / "web" / "dashboard"
-    index = root / "index.html"
-    if not index.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        index.write_text(PLACEHOLDER_INDEX)
-    return root
+def dashboard_root(config: StackConfig) -> Path:
+    """A copy of `web/dashboard` under the stack's data folder, where nginx's workers can read
+    it (a checkout in a 0700 home is out of their reach); a placeholder when nothing is built."""
+    source = repo_root() / "web" / "dashboard"
+    target = config.data_dir / "nginx" / "dashboard"
+    shutil.rmtree(target, ignore_errors=True)
+    if (source / "index.html").exists():
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("node_modules"))
+    else:
+        target.mkdir(parents=True)
+        (target / "index.html").write_text(PLACEHOLDER_INDEX)
+    for path in (target, *target.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return target
 
 
 def render(config: StackConfig) -> str:
@@ -49,7 +55,7 @@ def render(config: StackConfig) -> str:
         "@@UPSTREAMS@@": upstreams,
         "@@LISTEN@@": f"{config.gateway_host}:{config.gateway_port}",
         "@@BASE@@": config.base_domain,
-        "@@DASHBOARD_ROOT@@": str(dashboard_root()),
+        "@@DASHBOARD_ROOT@@": str(dashboard_root(config)),
     }
     text = TEMPLATE.read_text()
     for key, value in replacements.items():

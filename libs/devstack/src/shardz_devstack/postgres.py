@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-PG_BIN = Path(os.environ.get("DEVSTACK_PG_BIN", "/usr/lib/postgresql/15/bin"))
+MIN_PG_MAJOR = 15
 TENANT_SUPERUSER = "shardz_admin"
 
 # Tuned for bursts of CREATE DATABASE (each one ~15 MB of data + WAL).
@@ -36,6 +37,41 @@ local all all scram-sha-256
 host  all all 127.0.0.1/32 scram-sha-256
 host  all all ::1/128 scram-sha-256
 """
+
+
+def _major(bindir: Path) -> int:
+    try:
+        return int(bindir.parent.name)
+    except ValueError:
+        return 0
+
+
+@functools.cache
+def pg_bindir() -> Path:
+    """The PostgreSQL server binaries to run tenant clusters with: `DEVSTACK_PG_BIN`, else the
+    newest `/usr/lib/postgresql/<major>/bin` with major >= 15, else `pg_config --bindir`."""
+    configured = os.environ.get("DEVSTACK_PG_BIN")
+    if configured:
+        return Path(configured)
+    candidates = sorted(
+        (p for p in Path("/usr/lib/postgresql").glob("*/bin") if _major(p) >= MIN_PG_MAJOR),
+        key=_major,
+        reverse=True,
+    )
+    pg_config = shutil.which("pg_config")
+    if pg_config:  # other layouts (e.g. /usr/local/pgsql/bin); Debian's is in the list above
+        done = subprocess.run(  # noqa: S603 (a fixed argv)
+            [pg_config, "--bindir"], capture_output=True, text=True, check=False
+        )
+        if done.returncode == 0 and done.stdout.strip():
+            candidates.append(Path(done.stdout.strip()))
+    for bindir in candidates:
+        if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
+            return bindir
+    raise FileNotFoundError(
+        f"no PostgreSQL >= {MIN_PG_MAJOR} server binaries found (pg_config --bindir, "
+        "/usr/lib/postgresql/*/bin): run scripts/bootstrap.sh, or set DEVSTACK_PG_BIN"
+    )
 
 
 def ensure_databases(control_dsn: str, names: list[str], *, fresh: bool = False) -> None:
@@ -101,7 +137,8 @@ class TenantCluster:
     def is_running(self) -> bool:
         if not self.is_initialised():
             return False
-        return _run([str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "status"]).returncode == 0
+        status = _run([str(pg_bindir() / "pg_ctl"), "-D", str(self.data_dir), "status"])
+        return status.returncode == 0
 
     def init(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -115,7 +152,7 @@ class TenantCluster:
             _chown_postgres(pwfile)
             result = _run(
                 [
-                    str(PG_BIN / "initdb"),
+                    str(pg_bindir() / "initdb"),
                     "-D", str(self.data_dir),
                     "-U", TENANT_SUPERUSER,
                     "--auth=scram-sha-256",
@@ -152,7 +189,7 @@ class TenantCluster:
             return
         result = _run(
             [
-                str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir),
+                str(pg_bindir() / "pg_ctl"), "-D", str(self.data_dir),
                 "-l", str(self.log_file), "-w", "-t", "60", "start",
             ]
         )  # fmt: skip
@@ -164,7 +201,7 @@ class TenantCluster:
 
     def stop(self, mode: str = "fast") -> None:
         if self.is_running():
-            _run([str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"])
+            _run([str(pg_bindir() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"])
 
     def destroy(self) -> None:
         self.stop("immediate")

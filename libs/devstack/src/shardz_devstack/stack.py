@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from shardz_devstack import gateway, rabbit, seaweed
-from shardz_devstack.config import StackConfig, repo_root
+from shardz_devstack import control, gateway, rabbit, seaweed
+from shardz_devstack import preflight as preflight_checks
+from shardz_devstack.config import StackConfig, repo_root, state_root
 from shardz_devstack.environment import service_env
 from shardz_devstack.postgres import TenantCluster, ensure_databases
 from shardz_devstack.secretsfile import load_or_create
@@ -52,28 +53,31 @@ def start_tenant_cluster(
     return cluster
 
 
-def busy_ports(config: StackConfig) -> list[str]:
-    """Ports this stack needs that something else already listens on."""
-    busy = []
-    for label, port in config.listen_ports().items():
-        with socket.socket() as sock:
-            sock.settimeout(0.3)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                busy.append(f"{label} :{port}")
-    return busy
+def preflight(config: StackConfig, secrets: Mapping[str, str], *, check_ports: bool) -> None:
+    """Refuse to start, naming the cause, before anything of this stack runs."""
+    ports = dict(config.listen_ports()) if check_ports else {}
+    if not tenant_cluster(config, secrets).is_running():  # a running one of ours is reused
+        ports["tenant-pg local-1"] = config.tenant_pg_port
+    busy = preflight_checks.busy_ports(ports)
+    if busy:
+        raise RuntimeError(f"ports of the {config.name} stack are in use: {'; '.join(busy)}")
+    if os.geteuid() == 0:  # initdb/postgres run as `postgres`, nginx's workers as `nobody`
+        preflight_checks.require_reachable(config.tenant_dir(), "postgres", "tenant cluster data")
+        preflight_checks.require_reachable(config.data_dir / "nginx", "nobody", "gateway files")
 
 
 def prepare(
     config: StackConfig, overrides: Mapping[str, str] | None = None, *, check_ports: bool = True
 ) -> PreparedStack:
     """Secrets, vhost, control-plane databases, tenant cluster, migrations."""
-    busy = busy_ports(config) if check_ports else []
-    if busy:
-        raise RuntimeError(f"ports of the {config.name} stack are in use: {', '.join(busy)}")
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    secrets = load_or_create(config.secrets_file)
+    preflight(config, secrets, check_ports=check_ports)
+    if not config.control_dsn:
+        dsn = control.ensure_role(control.credentials_file(state_root()))
+        config = dataclasses.replace(config, control_dsn=dsn)
     if config.fresh:
         shutil.rmtree(config.data_dir / "seaweedfs", ignore_errors=True)
-    secrets = load_or_create(config.secrets_file)
     rabbit.wait_for_port(config.amqp_host, config.amqp_port)
     rabbit.add_vhost(config.amqp_vhost)
     ensure_databases(

@@ -176,7 +176,7 @@ def start_test_stack(config: StackConfig | None = None) -> RunningStack:
     except BaseException:
         exit_stack.close()
         raise
-    running = RunningStack(config, prepared, _exit=exit_stack)
+    running = RunningStack(prepared.config, prepared, _exit=exit_stack)
     try:
         shutil.rmtree(running.log_dir, ignore_errors=True)
         running.log_dir.mkdir(parents=True)
