@@ -106,7 +106,7 @@ class StackConfig:
     @classmethod
     def test(cls, slot: int = 0, vhost: str | None = None) -> StackConfig:
         """Ports, names and data that never collide with a running dev stack. Each `slot`
-        (0-3) is a separate stack, so several pytest sessions can run at once."""
+        (0-4) is a separate stack, so several pytest sessions can run at once."""
         shift = 1000 * slot
         suffix = "" if slot == 0 else str(slot)
         return cls(

@@ -26,7 +26,7 @@ from shardz_devstack.dev import AlreadyRunning, instance_lock
 from shardz_devstack.postgres import TenantCluster, clusters_json
 from shardz_devstack.stack import PreparedStack, commands, prepare, start_tenant_cluster
 
-TEST_SLOTS = 4
+TEST_SLOTS = 5  # benchmarks use slots 5 and up
 READY_TIMEOUT = float(os.environ.get("DEVSTACK_READY_TIMEOUT", "90"))
 
 
