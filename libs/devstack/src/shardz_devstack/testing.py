@@ -8,6 +8,7 @@ Use from any conftest.py::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -162,12 +164,13 @@ def _free_slot(exit_stack: contextlib.ExitStack) -> StackConfig:
     raise AlreadyRunning(f"all {TEST_SLOTS} test stack slots are in use")
 
 
-def start_test_stack(config: StackConfig | None = None) -> RunningStack:
+def start_test_stack(config: StackConfig | None = None, **changes: Any) -> RunningStack:
     """Databases, vhost, tenant cluster, S3, gateway and every service, ready to answer.
-    Without a config it takes the first free test slot (see `StackConfig.test`)."""
+    Without a config it takes the first free test slot (see `StackConfig.test`), with
+    `changes` applied to it (e.g. `control_dsn=` for another control-plane server)."""
     exit_stack = contextlib.ExitStack()
     if config is None:
-        config = _free_slot(exit_stack)
+        config = dataclasses.replace(_free_slot(exit_stack), **changes)
     else:
         exit_stack.enter_context(instance_lock(config))
     try:
