@@ -71,7 +71,10 @@ install_uv
 uv sync --all-packages --frozen --quiet
 
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt_install nginx
-[ -n "$(pg_major)" ] || apt_install postgresql postgresql-contrib
+if [ -z "$(pg_major)" ]; then
+    apt_install postgresql postgresql-contrib
+    [ -n "$(pg_major)" ] || die "PostgreSQL >= $MIN_PG is needed; this release's is older (add the PGDG repository)"
+fi
 command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || apt_install rabbitmq-server
 if [ "${1:-}" = "--bench" ]; then
     command -v wrk >/dev/null 2>&1 || apt_install wrk

@@ -22,13 +22,13 @@ ROLE = "shardz"
 DSN_KEY = "DEVSTACK_CONTROL_DSN"
 
 # Idempotent: creates or updates the role; hands it the platform's databases that an older
-# set-up created as another role, so a fresh test stack can drop and recreate them.
+# set-up created as `postgres`, so a fresh test stack can drop and recreate them.
 SETUP_SQL = """\
 SELECT format('CREATE ROLE %I', '{role}')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') \\gexec
 ALTER ROLE {role} WITH LOGIN CREATEDB NOSUPERUSER PASSWORD '{password}';
 SELECT format('ALTER DATABASE %I OWNER TO %I', datname, '{role}') FROM pg_database
- WHERE datname LIKE 'shardz\\_%' AND pg_get_userbyid(datdba) <> '{role}' \\gexec
+ WHERE datname LIKE 'shardz\\_%' AND pg_get_userbyid(datdba) = 'postgres' \\gexec
 """
 
 

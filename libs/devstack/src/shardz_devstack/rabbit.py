@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -17,8 +18,10 @@ def amqp_url(host: str, port: int, vhost: str) -> str:
 
 
 def _rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str]:
+    # rabbitmqctl needs the node's Erlang cookie, which only root (and rabbitmq) can read.
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
     return subprocess.run(  # noqa: S603 (our own argv)
-        [RABBITMQCTL, "-q", *args], capture_output=True, text=True, check=False, timeout=60
+        [*sudo, RABBITMQCTL, "-q", *args], capture_output=True, text=True, check=False, timeout=60
     )
 
 
