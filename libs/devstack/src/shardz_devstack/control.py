@@ -62,7 +62,7 @@ def create_role(password: str, port: int, socket_dir: str | None = None) -> None
     # The password travels on stdin, never in argv where `ps` would show it.
     script = SETUP_SQL.format(role=ROLE, password=password)
     done = subprocess.run(  # noqa: S603 (our own argv)
-        _as_postgres_user(argv), input=script, capture_output=True, text=True, check=False
+        _as_postgres_user(argv), input=script, capture_output=True, text=True, check=False, cwd="/"
     )
     if done.returncode != 0:
         raise RuntimeError(

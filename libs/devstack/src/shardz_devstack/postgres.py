@@ -93,8 +93,9 @@ def run_as_postgres(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     """Run a server binary as the cluster's owner: `postgres` when we are root (initdb and
     postgres refuse root; the Debian package provides that user), otherwise ourselves."""
     argv = ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+    # cwd "/": the postgres user may not be able to enter ours (a 0700 home)
     return subprocess.run(  # noqa: S603 (our own argv)
-        argv, capture_output=True, text=True, check=False
+        argv, capture_output=True, text=True, check=False, cwd="/"
     )
 
 
