@@ -4,7 +4,7 @@ from fastapi import APIRouter, Response
 
 from shardz_common.auth import AdminUser
 from shardz_common.db import SessionDep
-from shardz_identity.deps import AddressDep, LimiterDep, TokensDep
+from shardz_identity.deps import AddressDep, LimiterDep, SignupLimiterDep, TokensDep
 from shardz_identity.domain.models import Credentials, LoginBody, RefreshBody, SignupOut, TokenPair
 from shardz_identity.services import accounts, keyring
 
@@ -12,7 +12,14 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 
 @router.post("/signup", status_code=201, response_model=SignupOut)
-async def signup(body: Credentials, session: SessionDep, tokens: TokensDep) -> SignupOut:
+async def signup(
+    body: Credentials,
+    session: SessionDep,
+    tokens: TokensDep,
+    limiter: SignupLimiterDep,
+    address: AddressDep,
+) -> SignupOut:
+    await limiter.reserve(address)
     return await accounts.signup(session, tokens, body)
 
 

@@ -14,10 +14,12 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from jwt.algorithms import OKPAlgorithm
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shardz_identity.db.tables import SigningKey
+
+ROTATION_LOCK = 7412002  # one key change at a time: rotations and the first-start bootstrap
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,9 @@ def new_signing_key(fernet: Fernet) -> SigningKey:
 
 
 async def rotate(session: AsyncSession, fernet: Fernet) -> str:
-    """Make a new active key; older keys stay in the JWKS for the overlap period."""
+    """Make a new active key; older keys stay in the JWKS for the overlap period. Concurrent
+    rotations queue on a lock, so each retires the key the one before it made."""
+    await session.execute(select(func.pg_advisory_xact_lock(ROTATION_LOCK)))
     await session.execute(
         update(SigningKey)
         .where(SigningKey.retired_at.is_(None))
