@@ -219,3 +219,29 @@ async def test_redelivered_event_id_applies_once_and_malformed_goes_to_dead_lett
     finally:
         await conn.close()
         await runner.close()
+
+
+async def test_a_savepoint_rollback_drops_only_the_events_staged_inside_it(events_db):
+    def stage(s: AsyncSession) -> str:
+        uid = uuid.uuid4()
+        add_event(s, events_db.outbox, UserCreated(user_id=uid, email=f"{uid}@x.io"), source="t")
+        return str(uid)
+
+    async with events_db.sessions() as s, s.begin():
+        before = stage(s)
+        with contextlib.suppress(RuntimeError):
+            async with s.begin_nested():
+                inside = stage(s)
+                async with s.begin_nested():
+                    deeper = stage(s)
+                raise RuntimeError("the savepoint rolls back")
+        async with s.begin_nested():
+            kept_inside = stage(s)  # a savepoint that is released keeps its events
+        after = stage(s)
+    async with events_db.sessions() as s:
+        bodies = (await s.execute(select(events_db.outbox.c.body))).scalars().all()
+    staged = {
+        uid for uid in (before, inside, deeper, kept_inside, after) if any(uid in b for b in bodies)
+    }
+    assert staged == {before, kept_inside, after}
+    assert len(bodies) == 3
