@@ -1,5 +1,5 @@
 """abuse limits: sign-up attempts per address, refresh family age, one active signing key,
-OAuth state bound to the browser, failed logins by account and address
+revocable signing keys, OAuth state bound to the browser, failed logins by account and address
 
 Revision ID: 0003
 Revises: 0002
@@ -30,6 +30,9 @@ def upgrade() -> None:
     op.create_index(
         "ix_login_failures_email_address_at", "login_failures", ["email_key", "address", "at"]
     )
+    op.add_column(
+        "signing_keys", sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True)
+    )
     # keep the newest unretired key if an earlier race left two
     op.execute(
         "UPDATE signing_keys SET retired_at = now() WHERE retired_at IS NULL AND kid <> ("
@@ -47,6 +50,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("uq_signing_keys_one_active", table_name="signing_keys")
+    op.drop_column("signing_keys", "revoked_at")
     op.drop_index("ix_login_failures_email_address_at", table_name="login_failures")
     op.drop_column("oauth_states", "link_user_id")
     op.drop_column("oauth_states", "browser_hash")

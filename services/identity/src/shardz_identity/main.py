@@ -46,8 +46,17 @@ def create_app(settings: IdentitySettings | None = None) -> FastAPI:
         p = settings.platform
 
         class _Keys:
+            def __init__(self) -> None:
+                self.revoked: set[str] = set()
+
             async def key_for(self, kid: str) -> object:
+                if kid in self.revoked:
+                    return None
                 return await app.state.keyring.key_for(kid)
+
+            def forget(self, kid: str) -> None:
+                self.revoked.add(kid)
+                app.state.keyring.invalidate()
 
         return Authenticator(
             TokenVerifier(_Keys(), p.jwt_issuer, p.jwt_audience),

@@ -78,6 +78,8 @@ class SigningKey(Base):
     public_jwk: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     created_at: Mapped[datetime] = _now()
     retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # an emergency revocation: out of the JWKS at once, whatever the overlap
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     __table_args__ = (
         # one active (unretired) key at a time, whatever concurrent rotations try
         Index(

@@ -17,7 +17,9 @@ from jwt.algorithms import OKPAlgorithm
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shardz_common.events import SigningKeyRevoked
 from shardz_identity.db.tables import SigningKey
+from shardz_identity.services.events import emit
 
 ROTATION_LOCK = 7412002  # one key change at a time: rotations and the first-start bootstrap
 
@@ -56,6 +58,23 @@ async def rotate(session: AsyncSession, fernet: Fernet) -> str:
     session.add(key)
     await session.flush()
     return key.kid
+
+
+async def revoke(session: AsyncSession, fernet: Fernet, kid: str) -> str | None:
+    """Emergency revocation: `kid` leaves the JWKS now and every service refuses its tokens
+    (`signing_key.revoked`). Revoking the active key makes a new one first. Returns the
+    revoked kid, or None when there is no such key."""
+    await session.execute(select(func.pg_advisory_xact_lock(ROTATION_LOCK)))
+    key = await session.get(SigningKey, kid, with_for_update=True)
+    if key is None:
+        return None
+    if key.revoked_at is not None:
+        return kid  # already revoked: nothing more to do or announce
+    if key.retired_at is None:
+        await rotate(session, fernet)
+    key.revoked_at = datetime.now(UTC)
+    emit(session, SigningKeyRevoked(kid=kid), kid)
+    return kid
 
 
 class KeyRing:
@@ -105,7 +124,10 @@ class KeyRing:
                 (
                     await s.execute(
                         select(SigningKey)
-                        .where(or_(SigningKey.retired_at.is_(None), SigningKey.retired_at > cutoff))
+                        .where(
+                            or_(SigningKey.retired_at.is_(None), SigningKey.retired_at > cutoff),
+                            SigningKey.revoked_at.is_(None),
+                        )
                         .order_by(SigningKey.created_at.desc())
                     )
                 )
