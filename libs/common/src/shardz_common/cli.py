@@ -36,6 +36,12 @@ def run_cli(
         from shardz_common.migrate import upgrade
 
         upgrade(service_root, settings.database_url)
+        from shardz_common.worker import WorkerSpec, declare_topology
+
+        spec = _load(worker_spec)()
+        assert isinstance(spec, WorkerSpec)
+        # queues exist before any worker runs: events sent meanwhile wait in them
+        asyncio.run(declare_topology(spec))
     elif cmd == "api":
         import uvicorn
 

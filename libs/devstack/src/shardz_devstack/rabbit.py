@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import time
 from urllib.parse import quote
+
+from shardz_common import unroutable
 
 RABBITMQCTL = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
 
@@ -26,14 +29,26 @@ def _rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def add_vhost(vhost: str) -> None:
-    if vhost == "/":
-        return
-    result = _rabbitmqctl("add_vhost", vhost)
-    if result.returncode != 0 and "already exists" not in result.stderr:
-        raise RuntimeError(f"rabbitmqctl add_vhost {vhost} failed: {result.stderr}")
-    result = _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    """The vhost (unless `/`), guest's rights on it, and the platform's policies."""
+    if vhost != "/":
+        result = _rabbitmqctl("add_vhost", vhost)
+        if result.returncode != 0 and "already exists" not in result.stderr:
+            raise RuntimeError(f"rabbitmqctl add_vhost {vhost} failed: {result.stderr}")
+        result = _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        if result.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl set_permissions on {vhost} failed: {result.stderr}")
+    set_policies(vhost)
+
+
+def set_policies(vhost: str) -> None:
+    """Unroutable events go to `platform.unroutable` (see shardz_common.unroutable)."""
+    result = _rabbitmqctl(
+        "set_policy", "-p", vhost, "--apply-to", "exchanges",
+        unroutable.POLICY_NAME, unroutable.POLICY_PATTERN,
+        json.dumps(unroutable.POLICY_DEFINITION),
+    )  # fmt: skip
     if result.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl set_permissions on {vhost} failed: {result.stderr}")
+        raise RuntimeError(f"rabbitmqctl set_policy on {vhost} failed: {result.stderr}")
 
 
 def delete_vhost(vhost: str) -> None:
