@@ -11,6 +11,7 @@ import pytest
 from tests.integration.helpers import (
     admin_token,
     bearer,
+    faulty_provisioner,
     free_port,
     provisioner_process,
     signup,
@@ -51,9 +52,7 @@ async def test_crash_mid_saga_converges_after_restart(
     user = await signup(gateway)
     uid, token = user["user"]["id"], user["access_token"]
     port = free_port()
-    with provisioner_process(
-        stack, "api", PROVISIONER_PORT=str(port), PROVISIONER_FAULT_INJECTION=step
-    ) as api:
+    with faulty_provisioner(stack, step, PROVISIONER_PORT=str(port)) as api:
         await wait_http(f"http://127.0.0.1:{port}/readyz")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as direct:
             with pytest.raises(httpx.HTTPError):  # the process dies mid-request
@@ -100,3 +99,17 @@ async def test_orphans_on_a_cluster_are_reported(gateway, stack) -> None:
             assert "shz_u_0000000000000000000000000000dead" in local["roles"]
         finally:
             await conn.execute("DROP ROLE shz_u_0000000000000000000000000000dead")
+
+
+async def test_no_environment_variable_arms_a_crash_point(gateway, stack) -> None:
+    user = await signup(gateway)
+    port = free_port()
+    env = {"PROVISIONER_PORT": str(port), "PROVISIONER_FAULT_INJECTION": "after_ddl"}
+    with provisioner_process(stack, "api", **env) as api:
+        await wait_http(f"http://127.0.0.1:{port}/readyz")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as direct:
+            made = await direct.post(
+                "/v1/databases", json={"name": "safe"}, headers=bearer(user["access_token"])
+            )
+        assert made.status_code == 201, made.text
+        assert api.poll() is None

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shardz_common.consumers import Consumer, ConsumerRunner, declare_queues
 from shardz_common.db import make_engine, make_sessionmaker
+from shardz_common.jobs import claim_run
 from shardz_common.logging import configure_logging
 from shardz_common.relay import OutboxRelay
 from shardz_common.settings import ServiceSettings
@@ -32,6 +33,8 @@ class Periodic:
     name: str
     every_seconds: float
     job: Job
+    # once per interval across every replica of the worker (needs WorkerSpec.job_runs)
+    singleton: bool = False
 
 
 @dataclass
@@ -44,14 +47,23 @@ class WorkerSpec:
     on_shutdown: Callable[[], Awaitable[None]] | None = None
     # runs once before any consumer or job starts (e.g. load what handlers need)
     on_start: Job | None = None
+    # the service's `job_runs` table (shardz_common.jobs.job_runs_table), for singleton jobs
+    job_runs: Table | None = None
 
 
-async def _every(spec: Periodic, sessions: async_sessionmaker[AsyncSession]) -> None:
+async def _every(
+    spec: Periodic, sessions: async_sessionmaker[AsyncSession], job_runs: Table | None
+) -> None:
     loop = asyncio.get_running_loop()
     while True:
         started = loop.time()
         try:
-            await spec.job(sessions)
+            if not spec.singleton:
+                await spec.job(sessions)
+            elif job_runs is None:
+                raise RuntimeError(f"{spec.name} is a singleton job but the spec has no job_runs")
+            elif await claim_run(sessions, job_runs, spec.name, spec.every_seconds):
+                await spec.job(sessions)
         except Exception:
             log.exception("periodic job failed", job=spec.name)
         # a fixed rate, not a fixed pause: "hourly" stays hourly however long the job ran
@@ -112,7 +124,7 @@ async def run_worker(spec: WorkerSpec) -> None:
     # waits for the broker if it is not up yet, while the relay and the jobs already run
     starting = asyncio.create_task(runner.start(), name="consumers") if spec.consumers else None
     for job in [*spec.jobs, _cleanup_job(spec.outbox, spec.inbox)]:
-        tasks.append(asyncio.create_task(_every(job, sessions), name=job.name))
+        tasks.append(asyncio.create_task(_every(job, sessions, spec.job_runs), name=job.name))
     log.info("worker started", consumers=[c.name for c in spec.consumers])
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)

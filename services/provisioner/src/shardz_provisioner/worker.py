@@ -5,7 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shardz_common.worker import Periodic, WorkerSpec
 from shardz_provisioner.config import ProvisionerSettings
-from shardz_provisioner.db.tables import inbox, outbox
+from shardz_provisioner.db.tables import inbox, job_runs, outbox
 from shardz_provisioner.events.handlers import consumers
 from shardz_provisioner.services import reconciler
 from shardz_provisioner.services.clusters import ClusterRegistry
@@ -47,6 +47,8 @@ def spec(settings: ProvisionerSettings | None = None) -> WorkerSpec:
         jobs=[
             Periodic("reconcile", settings.reconcile_interval_seconds, reconcile),
             Periodic("finish-deletions", settings.deletion_poll_seconds, delete),
-            Periodic("meter-usage", settings.metering_interval_seconds, meter),
+            # one report per database and interval, however many workers run
+            Periodic("meter-usage", settings.metering_interval_seconds, meter, singleton=True),
         ],
+        job_runs=job_runs,
     )

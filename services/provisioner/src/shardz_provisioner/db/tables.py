@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shardz_common.db import new_metadata
+from shardz_common.jobs import job_runs_table
 from shardz_common.outbox import inbox_table, outbox_table
 
 metadata = new_metadata()
@@ -106,3 +107,4 @@ class UsageSample(Base):
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+job_runs = job_runs_table(metadata)
