@@ -7,7 +7,7 @@ from shardz_common.worker import Periodic, WorkerSpec
 from shardz_provisioner.config import ProvisionerSettings
 from shardz_provisioner.db.tables import inbox, job_runs, outbox
 from shardz_provisioner.events.handlers import consumers
-from shardz_provisioner.services import reconciler
+from shardz_provisioner.services import lifecycle, reconciler
 from shardz_provisioner.services.clusters import ClusterRegistry
 
 
@@ -34,6 +34,10 @@ def spec(settings: ProvisionerSettings | None = None) -> WorkerSpec:
         while await reconciler.finish_deletions(sessions, registry):
             pass
 
+    async def apply_access(sessions: async_sessionmaker[AsyncSession]) -> None:
+        while await lifecycle.apply_access(sessions, registry):
+            pass
+
     async def meter(sessions: async_sessionmaker[AsyncSession]) -> None:
         await reconciler.meter(sessions, registry)
 
@@ -47,6 +51,7 @@ def spec(settings: ProvisionerSettings | None = None) -> WorkerSpec:
         jobs=[
             Periodic("reconcile", settings.reconcile_interval_seconds, reconcile),
             Periodic("finish-deletions", settings.deletion_poll_seconds, delete),
+            Periodic("apply-access", settings.access_poll_seconds, apply_access),
             # one report per database and interval, however many workers run
             Periodic("meter-usage", settings.metering_interval_seconds, meter, singleton=True),
         ],

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -74,6 +75,10 @@ class Database(Base):
     db_name: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
     role_name: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
     password: Mapped[bytes | None] = mapped_column(LargeBinary)  # Fernet-encrypted
+    # the account's state changed and logins on the server must follow (lifecycle.apply_access)
+    access_pending: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=text("false")
+    )
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
     deleted_at: Mapped[datetime | None] = _ts(nullable=True)
@@ -86,6 +91,7 @@ class Database(Base):
             postgresql_where=text("status NOT IN ('deleted', 'deleting')"),
         ),
         Index("ix_databases_cluster_status", "cluster", "status"),
+        Index("ix_databases_access_pending", "id", postgresql_where=text("access_pending")),
         Index(
             "ix_databases_pending",
             "status",

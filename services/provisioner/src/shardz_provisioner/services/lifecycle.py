@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shardz_common.auth import Principal
 from shardz_common.errors import AccountSuspended, Conflict
@@ -15,7 +15,7 @@ from shardz_provisioner.db.tables import Account, Cluster, Database
 from shardz_provisioner.domain import names
 from shardz_provisioner.domain.models import DatabaseWithPassword, Usage
 from shardz_provisioner.services import ddl
-from shardz_provisioner.services.clusters import ClusterRegistry
+from shardz_provisioner.services.clusters import ClusterRegistry, ClusterUnavailable
 from shardz_provisioner.services.events import emit
 from shardz_provisioner.services.provisioning import get_owned
 from shardz_provisioner.services.views import to_out
@@ -97,14 +97,11 @@ async def delete_all_for(session: AsyncSession, user_id: uuid.UUID) -> None:
 
 
 async def set_suspended(
-    session: AsyncSession,
-    registry: ClusterRegistry,
-    user_id: uuid.UUID,
-    suspended: bool,
-    occurred_at: datetime,
+    session: AsyncSession, user_id: uuid.UUID, suspended: bool, occurred_at: datetime
 ) -> None:
-    """Suspension stops logins (NOLOGIN, sessions ended); reactivation restores them. An
-    event older than the account's last status change is ignored."""
+    """Record the account's state and mark its databases for `apply_access`: no DDL here, so
+    a cluster that is down cannot roll the suspension back (nor dead-letter it). An event
+    older than the account's last status change is ignored."""
     changed = await session.execute(
         update(Account)
         .where(
@@ -117,21 +114,53 @@ async def set_suspended(
     )
     if changed.first() is None:
         return
-    current = "ready" if suspended else "suspended"
-    rows = (
-        await session.execute(
-            select(Database)
-            .where(Database.user_id == user_id, Database.status == current)
-            .with_for_update()
-        )
-    ).scalars()
-    for db in rows:
-        assert db.cluster is not None
-        async with registry.admin(db.cluster) as conn:
-            await ddl.set_login(conn, db.role_name, not suspended)
-            if suspended:
-                await ddl.terminate_sessions(conn, db.role_name)
-        db.status = "suspended" if suspended else "ready"
-        db.updated_at = datetime.now(UTC)
-        event = DatabaseSuspended if suspended else DatabaseResumed
-        emit(session, event(database_id=db.id, user_id=db.user_id), db.id)
+    await session.execute(
+        update(Database)
+        .where(Database.user_id == user_id, Database.status.in_(("ready", "suspended")))
+        .values(access_pending=True)
+    )
+
+
+async def apply_access(
+    sessions: async_sessionmaker[AsyncSession], registry: ClusterRegistry, batch: int = 50
+) -> int:
+    """Make logins on the servers follow their accounts: suspended -> NOLOGIN and sessions
+    ended, active -> LOGIN; `db.suspended` / `db.resumed` once applied. A database whose
+    cluster is down stays pending and is retried at the next run; the others go on. Rows are
+    claimed with SKIP LOCKED, so any number of workers can run this."""
+    applied = 0
+    async with sessions() as s, s.begin():
+        rows = (
+            await s.execute(
+                select(Database, Account.status)
+                .join(Account, Account.user_id == Database.user_id)
+                .where(Database.access_pending)
+                .order_by(Database.id)
+                .limit(batch)
+                .with_for_update(of=Database, skip_locked=True)
+            )
+        ).all()
+        for db, account_status in rows:
+            if db.status not in ("ready", "suspended"):
+                db.access_pending = False  # deleted or deleting meanwhile: nothing to apply
+                continue
+            suspend = account_status == "suspended"
+            assert db.cluster is not None
+            if not registry.is_up(db.cluster):
+                continue  # known down a moment ago: do not wait on it again yet
+            try:
+                async with registry.admin(db.cluster) as conn:
+                    await ddl.set_login(conn, db.role_name, not suspend)
+                    if suspend:
+                        await ddl.terminate_sessions(conn, db.role_name)
+            except ClusterUnavailable:
+                continue  # converges once the cluster answers again
+            db.access_pending = False
+            target = "suspended" if suspend else "ready"
+            if db.status != target:
+                db.status = target
+                db.updated_at = datetime.now(UTC)
+                event = DatabaseSuspended if suspend else DatabaseResumed
+                emit(s, event(database_id=db.id, user_id=db.user_id), db.id)
+            applied += 1
+    return applied
