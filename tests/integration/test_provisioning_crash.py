@@ -113,3 +113,45 @@ async def test_no_environment_variable_arms_a_crash_point(gateway, stack) -> Non
             )
         assert made.status_code == 201, made.text
         assert api.poll() is None
+
+
+async def _logs_in(uri: str) -> bool:
+    try:
+        async with await psycopg.AsyncConnection.connect(uri, connect_timeout=5) as conn:
+            await conn.execute("SELECT 1")
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+async def test_a_rotation_that_dies_midway_leaves_the_stored_credential_working(
+    gateway, stack
+) -> None:
+    user = await signup(gateway)
+    token = user["access_token"]
+    made = await gateway.post("/v1/databases", json={"name": "keys"}, headers=bearer(token))
+    assert made.status_code == 201, made.text
+    db = made.json()
+    port = free_port()
+    with faulty_provisioner(stack, "rotation_after_ddl", PROVISIONER_PORT=str(port)) as api:
+        await wait_http(f"http://127.0.0.1:{port}/readyz")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as direct:
+            with pytest.raises(httpx.HTTPError):  # dies after the server took a new password
+                await direct.post(
+                    f"/v1/databases/{db['id']}/rotate-credentials", headers=bearer(token)
+                )
+        assert api.wait(10) == 137
+    assert not await _logs_in(db["uri"])  # the server holds a password nobody received
+    with provisioner_process(
+        stack,
+        "worker",
+        PROVISIONER_PROVISIONING_TIMEOUT_SECONDS="1",
+        PROVISIONER_RECONCILE_INTERVAL_SECONDS="0.5",
+    ):
+        await wait_for(lambda: _logs_in(db["uri"]), timeout=30)
+    rotated = await gateway.post(
+        f"/v1/databases/{db['id']}/rotate-credentials", headers=bearer(token)
+    )
+    assert rotated.status_code == 200, rotated.text
+    assert await _logs_in(rotated.json()["uri"])
+    assert not await _logs_in(db["uri"])

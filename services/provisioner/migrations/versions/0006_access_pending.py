@@ -1,4 +1,5 @@
-"""databases.access_pending: suspensions are recorded first and applied per cluster after
+"""databases.access_pending: suspensions are recorded first and applied per cluster after;
+databases.pending_password: a rotation records its new credential before the server has it
 
 Revision ID: 0006
 Revises: 0005
@@ -18,6 +19,7 @@ def upgrade() -> None:
         "databases",
         sa.Column("access_pending", sa.Boolean(), server_default=sa.text("false"), nullable=False),
     )
+    op.add_column("databases", sa.Column("pending_password", sa.LargeBinary(), nullable=True))
     op.create_index(
         "ix_databases_access_pending",
         "databases",
@@ -28,4 +30,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_databases_access_pending", table_name="databases")
+    op.drop_column("databases", "pending_password")
     op.drop_column("databases", "access_pending")

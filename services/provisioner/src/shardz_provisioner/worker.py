@@ -28,6 +28,7 @@ def spec(settings: ProvisionerSettings | None = None) -> WorkerSpec:
         await reconciler.rollback_stale_intents(
             sessions, registry, settings.provisioning_timeout_seconds
         )
+        await reconciler.settle_rotations(sessions, registry, settings.provisioning_timeout_seconds)
         await reconciler.find_orphans(sessions, registry)
 
     async def delete(sessions: async_sessionmaker[AsyncSession]) -> None:

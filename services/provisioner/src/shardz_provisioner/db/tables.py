@@ -75,6 +75,8 @@ class Database(Base):
     db_name: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
     role_name: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
     password: Mapped[bytes | None] = mapped_column(LargeBinary)  # Fernet-encrypted
+    # a rotation in flight: the new password, Fernet-encrypted, until the server has it
+    pending_password: Mapped[bytes | None] = mapped_column(LargeBinary)
     # the account's state changed and logins on the server must follow (lifecycle.apply_access)
     access_pending: Mapped[bool] = mapped_column(
         Boolean, nullable=False, server_default=text("false")

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shardz_common.auth import Principal
 from shardz_common.errors import AccountSuspended, Conflict
 from shardz_common.events import DatabaseDeleted, DatabaseResumed, DatabaseSuspended
+from shardz_provisioner import faults
 from shardz_provisioner.db.tables import Account, Cluster, Database
 from shardz_provisioner.domain import names
 from shardz_provisioner.domain.models import DatabaseWithPassword, Usage
@@ -34,26 +35,59 @@ async def _require_active_account(session: AsyncSession, user_id: uuid.UUID) -> 
 
 
 async def rotate(
-    session: AsyncSession, registry: ClusterRegistry, user: Principal, database_id: uuid.UUID
+    sessions: async_sessionmaker[AsyncSession],
+    registry: ClusterRegistry,
+    user: Principal,
+    database_id: uuid.UUID,
 ) -> DatabaseWithPassword:
-    db = await get_owned(session, user, database_id, for_update=True)  # one rotation at a time
-    await _require_active_account(session, user.id)
-    if db.status != "ready":
-        raise Conflict(f"the database is {db.status}")
+    """A small saga, so the stored credential always logs in: record the new password as
+    pending, set it on the server, then make it the stored one. A crash or a failed commit in
+    between leaves the pending record, which `reconciler.settle_rotations` resolves by putting
+    the stored (previous) password back on the server: the caller never saw the new one."""
     password = names.new_password()
     verifier = await names.scram_verifier_async(password)
-    assert db.cluster is not None
-    async with registry.admin(db.cluster) as conn:
-        await ddl.set_password(conn, db.role_name, verifier)
-        await ddl.terminate_sessions(conn, db.role_name)
-    db.password = registry.fernet.encrypt(password.encode())
-    db.updated_at = datetime.now(UTC)
-    out = to_out(db, await _cluster(session, db))
+    sealed = registry.fernet.encrypt(password.encode())
+    async with sessions() as s, s.begin():
+        db = await get_owned(s, user, database_id, for_update=True)  # one rotation at a time
+        await _require_active_account(s, user.id)
+        if db.status != "ready":
+            raise Conflict(f"the database is {db.status}")
+        db.pending_password = sealed
+        db.updated_at = datetime.now(UTC)
+        cluster_name, role = db.cluster, db.role_name
+    assert cluster_name is not None
+    try:
+        async with registry.admin(cluster_name) as conn:
+            await ddl.set_password(conn, role, verifier)
+            faults.hit("rotation_after_ddl")
+            await ddl.terminate_sessions(conn, role)
+    except ClusterUnavailable as exc:
+        if not exc.reached:  # nothing changed on the server: forget the attempt now
+            await _clear_pending(sessions, database_id, sealed)
+        raise
+    async with sessions() as s, s.begin():
+        db = await get_owned(s, user, database_id, for_update=True)
+        if db.pending_password != sealed:
+            raise Conflict("the database changed during the rotation; rotate again")
+        db.password, db.pending_password = sealed, None
+        db.updated_at = datetime.now(UTC)
+        out = to_out(db, await _cluster(s, db))
     return DatabaseWithPassword(
         **out.model_dump(exclude={"uri"}),
         password=password,
         uri=names.uri(out.username, password, out.host, out.port, out.database),
     )
+
+
+async def _clear_pending(
+    sessions: async_sessionmaker[AsyncSession], database_id: uuid.UUID, sealed: bytes
+) -> None:
+    async with sessions() as s, s.begin():
+        await s.execute(
+            update(Database)
+            .where(Database.id == database_id, Database.pending_password == sealed)
+            .values(pending_password=None)
+        )
 
 
 async def usage(
