@@ -129,7 +129,13 @@ class StackConfig:
             ),
             fresh=True,
             # every test signs its users up from 127.0.0.1; the limit's own test sets its own
-            settings={"IDENTITY_SIGNUP_MAX_PER_ADDRESS_PER_HOUR": "1000000"},
+            settings={
+                "IDENTITY_SIGNUP_MAX_PER_ADDRESS_PER_HOUR": "1000000",
+                # a size limit a test can reach in seconds, checked often
+                "PLATFORM_FREE_PLAN_DATABASE_SIZE_BYTES": str(48 * 1024 * 1024),
+                "PROVISIONER_SIZE_CHECK_INTERVAL_SECONDS": "2",
+                "PROVISIONER_IDLE_TRANSACTION_CEILING_SECONDS": "15",
+            },
         )
 
     def listen_ports(self) -> dict[str, int]:

@@ -77,6 +77,10 @@ class Database(Base):
     password: Mapped[bytes | None] = mapped_column(LargeBinary)  # Fernet-encrypted
     # a rotation in flight: the new password, Fernet-encrypted, until the server has it
     pending_password: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # over its plan's size: "read_only", or "over_grown" (kept writing past read-only: no
+    # logins until it is under the limit again); None when within it (services/sizes.py)
+    size_state: Mapped[str | None] = mapped_column(String(20))
+    size_at_limit: Mapped[int | None] = mapped_column(BigInteger)  # when it turned read-only
     # the account's state changed and logins on the server must follow (lifecycle.apply_access)
     access_pending: Mapped[bool] = mapped_column(
         Boolean, nullable=False, server_default=text("false")

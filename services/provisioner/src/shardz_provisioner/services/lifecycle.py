@@ -12,6 +12,7 @@ from shardz_common.auth import Principal
 from shardz_common.errors import AccountSuspended, Conflict
 from shardz_common.events import DatabaseDeleted, DatabaseResumed, DatabaseSuspended
 from shardz_provisioner import faults
+from shardz_provisioner.config import ProvisionerSettings
 from shardz_provisioner.db.tables import Account, Cluster, Database
 from shardz_provisioner.domain import names
 from shardz_provisioner.domain.models import DatabaseWithPassword, Usage
@@ -37,6 +38,7 @@ async def _require_active_account(session: AsyncSession, user_id: uuid.UUID) -> 
 async def rotate(
     sessions: async_sessionmaker[AsyncSession],
     registry: ClusterRegistry,
+    settings: ProvisionerSettings,
     user: Principal,
     database_id: uuid.UUID,
 ) -> DatabaseWithPassword:
@@ -71,7 +73,8 @@ async def rotate(
             raise Conflict("the database changed during the rotation; rotate again")
         db.password, db.pending_password = sealed, None
         db.updated_at = datetime.now(UTC)
-        out = to_out(db, await _cluster(s, db))
+        free_size = settings.platform.free_plan_database_size_bytes
+        out = to_out(db, await _cluster(s, db), free_size)
     return DatabaseWithPassword(
         **out.model_dump(exclude={"uri"}),
         password=password,
@@ -180,11 +183,12 @@ async def apply_access(
                 continue
             suspend = account_status == "suspended"
             assert db.cluster is not None
+            login = not suspend and db.size_state != "over_grown"
             if not registry.is_up(db.cluster):
                 continue  # known down a moment ago: do not wait on it again yet
             try:
                 async with registry.admin(db.cluster) as conn:
-                    await ddl.set_login(conn, db.role_name, not suspend)
+                    await ddl.set_login(conn, db.role_name, login)
                     if suspend:
                         await ddl.terminate_sessions(conn, db.role_name)
             except ClusterUnavailable:

@@ -175,7 +175,7 @@ async def create(
             )
             if suspended:
                 emit(s, DatabaseSuspended(database_id=row.id, user_id=row.user_id), row.id)
-            out = to_out(row, cluster)
+            out = to_out(row, cluster, settings.platform.free_plan_database_size_bytes)
     if abandoned is not None:
         await _abandon(sessions, registry, db, ddl_may_have_run=True)
         raise abandoned
