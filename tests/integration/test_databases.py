@@ -206,3 +206,31 @@ async def test_concurrent_deletions_announce_the_database_once(gateway, stack) -
             )
         ).fetchone()
     assert row == (1,)
+
+
+async def test_usage_history_starts_at_creation_and_is_the_owners_only(gateway, stack) -> None:
+    user = await signup(gateway)
+    token = user["access_token"]
+    created = await create_db(gateway, token, "charted")
+    history = await gateway.get(
+        f"/v1/databases/{created['id']}/usage/history", headers=bearer(token)
+    )
+    assert history.status_code == 200, history.text
+    items = history.json()["items"]
+    assert len(items) >= 1 and items[0]["size_bytes"] > 1_000_000
+    assert set(items[0]) == {"size_bytes", "connections", "measured_at"}
+    stamps = [i["measured_at"] for i in items]
+    assert stamps == sorted(stamps)
+    stranger = await signup(gateway)
+    assert_problem(
+        await gateway.get(
+            f"/v1/databases/{created['id']}/usage/history",
+            headers=bearer(stranger["access_token"]),
+        ),
+        404,
+        "not_found",
+    )
+    bad = await gateway.get(
+        f"/v1/databases/{created['id']}/usage/history?days=0", headers=bearer(token)
+    )
+    assert_problem(bad, 422, "validation_error")

@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -17,10 +17,13 @@ from psycopg import sql
 MIN_PG_MAJOR = 15
 TENANT_SUPERUSER = "shardz_admin"
 
-# Tuned for bursts of CREATE DATABASE (each one ~15 MB of data + WAL).
+# Tuned for bursts of CREATE DATABASE (each one ~15 MB of data + WAL), and for a few hundred
+# mostly idle databases whose tenants cannot starve the platform: the admin pools (10 per
+# provisioner process) log in as a superuser and so use the reserved slots.
 TENANT_SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
-    "max_connections": "300",
+    "max_connections": "400",
+    "superuser_reserved_connections": "40",
     "shared_buffers": "128MB",
     "max_wal_size": "4GB",
     "checkpoint_timeout": "15min",
@@ -113,6 +116,7 @@ class TenantCluster:
     port: int
     password: str
     capacity: int = 500
+    settings: dict[str, str] = field(default_factory=dict)  # over TENANT_SETTINGS
 
     @property
     def admin_dsn(self) -> str:
@@ -168,7 +172,7 @@ class TenantCluster:
             raise RuntimeError(f"initdb failed for {self.data_dir}:\n{result.stderr}")
 
     def write_config(self) -> None:
-        settings = dict(TENANT_SETTINGS, port=str(self.port))
+        settings = {**TENANT_SETTINGS, **self.settings, "port": str(self.port)}
         settings["unix_socket_directories"] = f"'{self.data_dir}'"
         (self.data_dir / "shardz.conf").write_text(
             "".join(f"{k} = {v}\n" for k, v in settings.items())

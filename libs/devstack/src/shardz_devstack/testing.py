@@ -78,10 +78,13 @@ class RunningStack:
         path = self.log_dir / f"{name}.log"
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
-    def start_extra_cluster(self, index: int = 2, port: int | None = None) -> TenantCluster:
+    def start_extra_cluster(
+        self, index: int = 2, port: int | None = None, settings: dict[str, str] | None = None
+    ) -> TenantCluster:
         """Start an empty tenant cluster `local-<index>` (not registered with the provisioner:
-        its registration is `cluster.registration()`, stopped with the stack)."""
-        cluster = start_tenant_cluster(self.config, self.prepared.secrets, index, port)
+        its registration is `cluster.registration()`, stopped with the stack); `settings`
+        override postgresql.conf's."""
+        cluster = start_tenant_cluster(self.config, self.prepared.secrets, index, port, settings)
         self.prepared.clusters.append(cluster)
         return cluster
 

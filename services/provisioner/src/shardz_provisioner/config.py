@@ -24,6 +24,9 @@ class ProvisionerSettings(ServiceSettings):
     metering_interval_seconds: float = 3600.0
     # how often every database's size is checked against its plan (read-only past it)
     size_check_interval_seconds: float = 60.0
+    # most databases are idle: their plans may promise this many times a cluster's tenant
+    # connections (max_connections less the reserved slots) before it takes no more
+    connection_overcommit: float = 10.0
     # a tenant transaction idle this long is ended, whatever its session set
     idle_transaction_ceiling_seconds: float = 3600.0
     # concurrent DDL per cluster from one process; CREATE DATABASE mostly waits on I/O

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Response
-from sqlalchemy import select
+from fastapi import APIRouter, Query, Response
+from sqlalchemy import func, select
 
 from shardz_common.auth import CurrentUser
 from shardz_common.db import ReadSessionDep, SessionDep
-from shardz_provisioner.db.tables import Cluster, Database
+from shardz_provisioner.db.tables import Cluster, Database, UsageSample
 from shardz_provisioner.deps import RegistryDep, SessionsDep, SettingsDep
 from shardz_provisioner.domain.models import (
     DatabaseCreate,
@@ -15,6 +16,7 @@ from shardz_provisioner.domain.models import (
     DatabaseOut,
     DatabaseWithPassword,
     Usage,
+    UsageHistory,
 )
 from shardz_provisioner.services import lifecycle, provisioning
 from shardz_provisioner.services.views import to_out
@@ -73,6 +75,29 @@ async def usage(
     database_id: UUID, session: SessionDep, user: CurrentUser, registry: RegistryDep
 ) -> Usage:
     return await lifecycle.usage(session, registry, user, database_id)
+
+
+@router.get("/{database_id}/usage/history", response_model=UsageHistory)
+async def usage_history(
+    database_id: UUID,
+    session: ReadSessionDep,
+    user: CurrentUser,
+    days: Annotated[int, Query(ge=1, le=90)] = 30,
+) -> UsageHistory:
+    """Size and connections as metered (hourly, and at creation), oldest first."""
+    await provisioning.get_owned(session, user, database_id)
+    rows = await session.execute(
+        select(UsageSample.size_bytes, UsageSample.connections, UsageSample.measured_at)
+        .where(
+            UsageSample.database_id == database_id,
+            UsageSample.measured_at >= func.now() - func.make_interval(0, 0, 0, days),
+        )
+        .order_by(UsageSample.measured_at)
+        .limit(24 * 90 * 2)
+    )
+    return UsageHistory(
+        items=[Usage(size_bytes=s, connections=c, measured_at=at) for s, c, at in rows.tuples()]
+    )
 
 
 @router.delete("/{database_id}", status_code=202)

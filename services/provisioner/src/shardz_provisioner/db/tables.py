@@ -59,6 +59,10 @@ class Cluster(Base):
     port: Mapped[int] = mapped_column(Integer, nullable=False)
     capacity: Mapped[int] = mapped_column(Integer, nullable=False)
     status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="active")
+    # connections tenants may use (max_connections less the superuser-reserved slots) and how
+    # many they held at the last check (services/sizes.py); None until first checked
+    connection_budget: Mapped[int | None] = mapped_column(Integer)
+    live_connections: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _ts()
 
 

@@ -46,6 +46,10 @@ class Usage(BaseModel):
     measured_at: datetime
 
 
+class UsageHistory(BaseModel):
+    items: list[Usage]
+
+
 class ClusterIn(BaseModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")
     admin_dsn: str = Field(min_length=1, max_length=2000)

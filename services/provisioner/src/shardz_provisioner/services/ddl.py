@@ -47,6 +47,20 @@ async def create_role(
         )
 
 
+async def connection_state(conn: AsyncConnection) -> tuple[int, int]:
+    """(slots outside the superuser-reserved ones, client connections open now): tenants
+    are refused once the second reaches the first (the platform's own connections count)."""
+    cur = await conn.execute(
+        "SELECT pg_catalog.current_setting('max_connections')::int"
+        " - pg_catalog.current_setting('superuser_reserved_connections')::int,"
+        " (SELECT count(*) FROM pg_catalog.pg_stat_activity"
+        "  WHERE backend_type = 'client backend')"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
 async def end_idle_transactions(conn: AsyncConnection, older_than_seconds: float) -> int:
     """End tenant sessions idle inside a transaction for longer than the ceiling."""
     cur = await conn.execute(

@@ -33,7 +33,7 @@ from shardz_common.events import DatabaseProvisioned, DatabaseSuspended, Databas
 from shardz_common.plans import Plan, get_plan
 from shardz_provisioner import faults
 from shardz_provisioner.config import ProvisionerSettings
-from shardz_provisioner.db.tables import Account, Cluster, Database
+from shardz_provisioner.db.tables import Account, Cluster, Database, UsageSample
 from shardz_provisioner.domain import names
 from shardz_provisioner.domain.models import DatabaseCreate, DatabaseWithPassword
 from shardz_provisioner.services import ddl
@@ -102,7 +102,7 @@ async def create(
         await s.execute(text("SET LOCAL synchronous_commit = off"))
         await lock_account(s, user.id)
         await _check_plan(s, settings, user, plan)
-        candidates = await registry.placement(s)
+        candidates = await registry.placement(s, settings.connection_overcommit)
         if not candidates:
             raise ClusterUnavailable("no database server has room right now")
         db = Database(
@@ -163,6 +163,8 @@ async def create(
                 ),
                 row.id,
             )
+            # the first point of the size history (GET .../usage/history)
+            s.add(UsageSample(database_id=row.id, size_bytes=size, connections=0))
             emit(
                 s,
                 DatabaseUsageReported(

@@ -1,5 +1,5 @@
-"""Databases stay within their plan's size, and transactions do not stay open for ever: one
-query per cluster every
+"""Databases stay within their plan's size, transactions do not stay open for ever, and
+placement learns each cluster's connection use: a few queries per cluster every
 `size_check_interval_seconds` (a singleton job across workers).
 
 - Over the limit: read-only. `default_transaction_read_only` is set for the database and for
@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 
 import structlog
 from psycopg import AsyncConnection
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shardz_common.events import DatabaseResumed, DatabaseSuspended
 from shardz_common.plans import database_size_limit
-from shardz_provisioner.db.tables import Account, Database
+from shardz_provisioner.db.tables import Account, Cluster, Database
 from shardz_provisioner.services import ddl
 from shardz_provisioner.services.clusters import ClusterRegistry, ClusterUnavailable
 from shardz_provisioner.services.events import emit
@@ -57,8 +57,15 @@ async def enforce(
             async with registry.admin(cluster.name) as conn:
                 sizes = await ddl.usage_all(conn)
                 ended = await ddl.end_idle_transactions(conn, idle_ceiling)
+                budget, live = await ddl.connection_state(conn)
         except ClusterUnavailable:
             continue
+        async with sessions() as s, s.begin():  # what placement weighs
+            await s.execute(
+                update(Cluster)
+                .where(Cluster.name == cluster.name)
+                .values(connection_budget=budget, live_connections=live)
+            )
         if ended:
             log.warning("ended idle transactions past the ceiling", cluster=cluster.name, n=ended)
         async with sessions() as s, s.begin():
