@@ -108,3 +108,15 @@ async def test_an_abandoned_transaction_ends_whatever_the_session_set(gateway, s
         await wait_for(ended, timeout=60, interval=1)  # the test stack's ceiling is 15 s
         with pytest.raises(psycopg.OperationalError):
             await conn.execute("SELECT 1")
+
+
+async def test_a_runaway_statement_is_cancelled_whatever_its_timeout(gateway, stack) -> None:
+    user = await signup(gateway)
+    db = await create_db(gateway, user["access_token"], "runaway")
+    async with await psycopg.AsyncConnection.connect(db["uri"], autocommit=True) as conn:
+        shown = await (await conn.execute("SHOW statement_timeout")).fetchone()
+        assert shown == ("30min",)  # the role's default
+        await conn.execute("SET statement_timeout = 0")  # the tenant lifts it
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            await conn.execute("SELECT pg_sleep(120)")  # the test stack's ceiling is 15 s
+        assert await (await conn.execute("SELECT 1")).fetchone() == (1,)  # the session goes on

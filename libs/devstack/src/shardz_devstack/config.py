@@ -135,6 +135,7 @@ class StackConfig:
                 "PLATFORM_FREE_PLAN_DATABASE_SIZE_BYTES": str(48 * 1024 * 1024),
                 "PROVISIONER_SIZE_CHECK_INTERVAL_SECONDS": "2",
                 "PROVISIONER_IDLE_TRANSACTION_CEILING_SECONDS": "15",
+                "PROVISIONER_STATEMENT_CEILING_SECONDS": "15",
                 # several stacks (and their extra processes) share one PostgreSQL whose
                 # max_connections is often Debian's 100: smaller pools per process
                 **{f"{s.upper()}_DB_POOL_SIZE": "4" for s in KNOWN_SERVICES},

@@ -29,5 +29,7 @@ class ProvisionerSettings(ServiceSettings):
     connection_overcommit: float = 10.0
     # a tenant transaction idle this long is ended, whatever its session set
     idle_transaction_ceiling_seconds: float = 3600.0
+    # a tenant statement running this long is cancelled, whatever its statement_timeout
+    statement_ceiling_seconds: float = 3600.0
     # concurrent DDL per cluster from one process; CREATE DATABASE mostly waits on I/O
     admin_pool_size: int = 10

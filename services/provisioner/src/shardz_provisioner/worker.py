@@ -45,6 +45,7 @@ def spec(settings: ProvisionerSettings | None = None) -> WorkerSpec:
             registry,
             settings.platform.free_plan_database_size_bytes,
             settings.idle_transaction_ceiling_seconds,
+            settings.statement_ceiling_seconds,
         )
 
     async def meter(sessions: async_sessionmaker[AsyncSession]) -> None:

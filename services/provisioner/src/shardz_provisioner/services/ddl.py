@@ -61,6 +61,18 @@ async def connection_state(conn: AsyncConnection) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+async def cancel_long_statements(conn: AsyncConnection, older_than_seconds: float) -> int:
+    """Cancel tenant statements running for longer than the ceiling (the session goes on)."""
+    cur = await conn.execute(
+        "SELECT count(pg_catalog.pg_cancel_backend(pid)) FROM pg_catalog.pg_stat_activity"
+        " WHERE usename LIKE %s AND state = 'active'"
+        " AND query_start < pg_catalog.now() - pg_catalog.make_interval(secs => %s)",
+        (ROLE_PREFIX + "%", older_than_seconds),
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
 async def end_idle_transactions(conn: AsyncConnection, older_than_seconds: float) -> int:
     """End tenant sessions idle inside a transaction for longer than the ceiling."""
     cur = await conn.execute(

@@ -46,6 +46,7 @@ async def enforce(
     registry: ClusterRegistry,
     free_plan_size: int,
     idle_ceiling: float = 3600.0,
+    statement_ceiling: float = 3600.0,
 ) -> int:
     """Check every database's size against its plan, and end transactions left open past the
     ceiling; returns how many databases changed state."""
@@ -57,6 +58,7 @@ async def enforce(
             async with registry.admin(cluster.name) as conn:
                 sizes = await ddl.usage_all(conn)
                 ended = await ddl.end_idle_transactions(conn, idle_ceiling)
+                ended += await ddl.cancel_long_statements(conn, statement_ceiling)
                 budget, live = await ddl.connection_state(conn)
         except ClusterUnavailable:
             continue
@@ -67,7 +69,7 @@ async def enforce(
                 .values(connection_budget=budget, live_connections=live)
             )
         if ended:
-            log.warning("ended idle transactions past the ceiling", cluster=cluster.name, n=ended)
+            log.warning("ended transactions past a ceiling", cluster=cluster.name, n=ended)
         async with sessions() as s, s.begin():
             rows = (
                 await s.execute(
