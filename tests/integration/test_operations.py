@@ -49,7 +49,7 @@ async def test_the_worker_meters_every_database_it_holds(gateway, stack) -> None
                     "SELECT count(*) FROM usage_samples WHERE database_id = %s", (db["id"],)
                 )
             ).fetchone()
-        return row[0] >= 2
+        return row[0] >= 3  # the sample taken at creation, and the worker's two
 
     await wait_for(sampled, timeout=10)
 
@@ -70,7 +70,8 @@ async def test_two_workers_meter_each_database_once_per_interval(gateway, stack)
 
     env = {"PROVISIONER_METERING_INTERVAL_SECONDS": "2"}
     with provisioner_process(stack, "worker", **env), provisioner_process(stack, "worker", **env):
-        await wait_for(lambda: _at_least(samples, 1), timeout=20)
+        # the sample taken at creation, then the first of these workers' metering
+        await wait_for(lambda: _at_least(samples, 2), timeout=30)
         first = await samples()
         await asyncio.sleep(6.5)
         during = await samples() - first
