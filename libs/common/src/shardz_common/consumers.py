@@ -83,6 +83,53 @@ def queue_arguments(name: str, dead_letter_exchange: str, delivery_limit: int) -
     }
 
 
+async def _declare(
+    channel: Any,
+    consumers: Sequence[Consumer[Any]],
+    exchange_name: str,
+    dead_letter_exchange: str,
+    delivery_limit: int,
+) -> list[Any]:
+    exchange = await channel.declare_exchange(
+        exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    dlx = await channel.declare_exchange(
+        dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+    )
+    queues = []
+    for c in consumers:
+        dead = await channel.declare_queue(
+            f"{c.name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await dead.bind(dlx, routing_key=c.name)
+        queue = await channel.declare_queue(
+            c.name,
+            durable=True,
+            arguments=queue_arguments(c.name, dead_letter_exchange, delivery_limit),
+        )
+        await queue.bind(exchange, routing_key=c.routing_key)
+        queues.append(queue)
+    return queues
+
+
+async def declare_queues(
+    consumers: Sequence[Consumer[Any]],
+    *,
+    amqp_url: str,
+    exchange: str,
+    dead_letter_exchange: str,
+    delivery_limit: int = 5,
+) -> None:
+    """Declare and bind the consumers' queues (e.g. at migrate time), so events published
+    before the first worker starts wait in them instead of being dropped."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        await _declare(channel, consumers, exchange, dead_letter_exchange, delivery_limit)
+    finally:
+        await connection.close()
+
+
 class ConsumerRunner:
     def __init__(
         self,
@@ -116,23 +163,10 @@ class ConsumerRunner:
         self.connection = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1)
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=self.prefetch)
-        exchange = await channel.declare_exchange(
-            self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        queues = await _declare(
+            channel, self.consumers, self.exchange, self.dead_letter_exchange, self.delivery_limit
         )
-        dlx = await channel.declare_exchange(
-            self.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
-        )
-        for c in self.consumers:
-            dead = await channel.declare_queue(
-                f"{c.name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
-            )
-            await dead.bind(dlx, routing_key=c.name)
-            queue = await channel.declare_queue(
-                c.name,
-                durable=True,
-                arguments=queue_arguments(c.name, self.dead_letter_exchange, self.delivery_limit),
-            )
-            await queue.bind(exchange, routing_key=c.routing_key)
+        for c, queue in zip(self.consumers, queues, strict=True):
             await queue.consume(self._callback(c))
             log.info("consuming", queue=c.name, routing_key=c.routing_key)
 

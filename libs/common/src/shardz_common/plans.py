@@ -33,3 +33,8 @@ def _catalogue() -> dict[str, Plan]:
 def get_plan(plan_id: str, resource_type: str) -> Plan | None:
     plan = _catalogue().get(plan_id)
     return plan if plan is not None and plan.resource_type == resource_type else None
+
+
+def all_plans() -> list[Plan]:
+    """Every plan, in catalogue order (GET /v1/billing/plans, billing's invoice lines)."""
+    return list(_catalogue().values())
