@@ -125,7 +125,9 @@ async def test_a_signed_webhook_settles_nothing_that_paystack_does_not_confirm(
     amount = invoice["amount_minor"]
 
     async def attempt(**verify_says: object) -> str:
-        resp = await gateway.post(f"/v1/billing/invoices/{invoice['id']}/pay", headers=bearer(token))
+        resp = await gateway.post(
+            f"/v1/billing/invoices/{invoice['id']}/pay", headers=bearer(token)
+        )
         assert resp.status_code == 200, resp.text
         reference = resp.json()["reference"]
         await paystack_set(env, reference, **verify_says)
@@ -161,7 +163,5 @@ async def test_only_administrators_run_billing_and_bad_dates_are_422(gateway, st
     resp = await gateway.post("/v1/billing/runs", json={"as_of": "2026-01-01"})
     assert_problem(resp, 401, "unauthenticated")
     admin = await admin_token(gateway, stack.env)
-    bad = await gateway.post(
-        "/v1/billing/runs", json={"as_of": "yesterday"}, headers=bearer(admin)
-    )
+    bad = await gateway.post("/v1/billing/runs", json={"as_of": "yesterday"}, headers=bearer(admin))
     assert_problem(bad, 422, "validation_error")
