@@ -47,7 +47,7 @@ async def _fix_page(s: AsyncSession, items: list[dict[str, Any]]) -> int:
         )
     )
     known: dict[str, set[str]] = {}
-    for resource_id, status in rows.tuples():
+    for resource_id, status in rows.all():
         known.setdefault(resource_id, set()).add(status)
     fixed = 0
     for item in items:
