@@ -12,7 +12,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shardz_billing.db.tables import Account, ResourceTombstone, Subscription
-from shardz_billing.domain.periods import add_months
 from shardz_billing.services.events import emit
 from shardz_common.events import SubscriptionCancelled, SubscriptionCreated
 from shardz_common.plans import get_plan
@@ -64,8 +63,6 @@ async def open_subscription(
     if tomb is not None and cancelled_at is None:
         cancelled_at = max(tomb.deleted_at, started_at)
     sub_id = uuid.uuid4()
-    first_end = add_months(started_at, 1)
-    next_bill = min(first_end, cancelled_at) if cancelled_at else first_end
     created = await session.execute(
         insert(Subscription)
         .values(
@@ -79,7 +76,6 @@ async def open_subscription(
             status="cancelled" if cancelled_at else "active",
             started_at=started_at,
             cancelled_at=cancelled_at,
-            next_bill_at=next_bill,
         )
         .on_conflict_do_nothing(
             index_elements=[Subscription.resource_type, Subscription.resource_id],
@@ -114,11 +110,7 @@ async def cancel_subscription(
                 Subscription.resource_id == resource_id,
                 Subscription.status == "active",
             )
-            .values(
-                status="cancelled",
-                cancelled_at=stopped_at,
-                next_bill_at=func.least(Subscription.next_bill_at, stopped_at),
-            )
+            .values(status="cancelled", cancelled_at=stopped_at)
             .returning(Subscription)
         )
     ).scalar_one_or_none()

@@ -64,8 +64,14 @@ async def invoices(
     if found:
         rows = await session.execute(
             select(InvoiceLine)
-            .where(InvoiceLine.invoice_id.in_([i.id for i in found]))
-            .order_by(InvoiceLine.period_start, InvoiceLine.id)
+            .where(
+                # through the primary key: lines have no index on invoice_id
+                InvoiceLine.subscription_id.in_(
+                    select(Subscription.id).where(Subscription.user_id == user_id)
+                ),
+                InvoiceLine.invoice_id.in_([i.id for i in found]),
+            )
+            .order_by(InvoiceLine.period_start, InvoiceLine.subscription_id)
         )
         for line in rows.scalars():
             lines[line.invoice_id].append(
