@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
+from shardz_common.events import CloudEvent, InvoiceDue
 from shardz_common.plans import get_plan
 from shardz_common.testing.events import EventProbe
 from tests.integration.billing_helpers import (
@@ -53,8 +54,17 @@ async def test_paid_database_is_invoiced_once_and_settled_by_a_verified_webhook(
     assert any(s["resource_type"] == "storage" for s in await gateway_subs(gateway, token))
 
     as_of = today() + timedelta(days=32)
-    assert await run_billing(gateway, env, as_of) >= 1
-    [invoice] = await invoices(gateway, token)
+    async with EventProbe(env["PLATFORM_AMQP_URL"], keys="invoice.due") as due_probe:
+        assert await run_billing(gateway, env, as_of) >= 1
+        [invoice] = await invoices(gateway, token)
+        due = await due_probe.wait_for(
+            "invoice.due", lambda e: e["data"]["invoice_id"] == invoice["id"]
+        )
+    # the run writes this event in SQL: it must be the envelope consumers parse
+    event = InvoiceDue.model_validate(CloudEvent.model_validate(due).data)
+    assert event.amount_minor == STARTER.price_minor and event.currency == "NGN"
+    assert event.due_at == datetime.fromisoformat(invoice["due_at"])
+    assert due["source"] == "billing" and due["subject"] == invoice["id"]
     assert invoice["status"] == "open" and invoice["currency"] == "NGN"
     assert invoice["amount_minor"] == STARTER.price_minor
     [line] = invoice["lines"]

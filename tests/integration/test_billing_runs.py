@@ -268,3 +268,32 @@ async def test_paying_without_a_paystack_key_is_503_unavailable(gateway, stack) 
         )
         == []
     )
+
+
+async def test_two_schedulers_run_a_day_once(gateway, stack) -> None:
+    """What every billing worker's scheduler does each minute, from two workers at once."""
+    from shardz_billing.config import BillingSettings
+    from shardz_billing.services.runs import daily_run
+    from shardz_common.db import make_engine, make_sessionmaker
+
+    settings = BillingSettings(database_url=stack.env["BILLING_DATABASE_URL"])
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    day = today() - timedelta(days=3)
+    trigger = f"schedule-{uuid.uuid4().hex[:8]}"  # apart from the stack's own scheduler
+
+    async def schedule() -> int | None:
+        async with sessions() as s, s.begin():
+            outcome = await daily_run(s, settings, day, trigger=trigger, skip_if_done=True)
+        return outcome.run_id
+
+    try:
+        ran = await asyncio.gather(schedule(), schedule())
+        assert await schedule() is None  # and a third pass later finds it done
+    finally:
+        await engine.dispose()
+    assert len([r for r in ran if r is not None]) == 1
+    rows = await billing_rows(
+        stack, "SELECT count(*) FROM billing_runs WHERE trigger = %s AND as_of = %s", trigger, day
+    )
+    assert rows == [(1,)]
