@@ -34,6 +34,12 @@ def spec(settings: BillingSettings | None = None) -> WorkerSpec:
     async def reconciliation(sessions: async_sessionmaker[AsyncSession]) -> None:
         await reconcile.reconcile_databases(sessions, http, settings)
 
+    async def finish(sessions: async_sessionmaker[AsyncSession]) -> None:
+        while True:
+            async with sessions() as s, s.begin():
+                if await runs.mark_finished(s) == 0:
+                    return
+
     async def settle(sessions: async_sessionmaker[AsyncSession]) -> None:
         if paystack.enabled:
             await payments.settle_pending(sessions, paystack)
@@ -48,5 +54,6 @@ def spec(settings: BillingSettings | None = None) -> WorkerSpec:
             Periodic("daily-run", settings.scheduler_poll_seconds, schedule),
             Periodic("reconcile-databases", settings.reconcile_interval_seconds, reconciliation),
             Periodic("settle-payments", settings.settle_interval_seconds, settle),
+            Periodic("mark-finished-subscriptions", 3600, finish),
         ],
     )
