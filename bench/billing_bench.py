@@ -1,9 +1,10 @@
 """The daily billing run over 100,000 subscriptions vs its floor.
 
 Ours: `shardz_billing.services.runs.daily_run` (lines, one invoice per user, the lines
-attached, `invoice.due` in the outbox, the overdue sweep) in one transaction, committed. Floor: one hand-written `INSERT … SELECT` that writes the same
-invoice lines (same periods, same pro rata amounts, same unique key) into a bare table, on
-the same database in the same run. The bench checks that both produce the same lines.
+attached, `invoice.due` in the outbox, the overdue sweep) in one transaction, committed.
+Floor: one hand-written `INSERT … SELECT` that writes the same invoice lines (same periods,
+same pro rata amounts, a unique key) into a bare table, on the same database in the same
+run. The bench checks that both produce the same lines.
 
 Data: 50,000 users with two paid database subscriptions each, every one with one period
 due at the cutoff; one in ten cancelled mid-period (pro rata)."""
