@@ -175,3 +175,27 @@ async def test_only_administrators_run_billing_and_bad_dates_are_422(gateway, st
     admin = await admin_token(gateway, stack.env)
     bad = await gateway.post("/v1/billing/runs", json={"as_of": "yesterday"}, headers=bearer(admin))
     assert_problem(bad, 422, "validation_error")
+
+
+async def test_paying_at_the_checkout_page_settles_through_paystacks_own_webhook(
+    gateway, stack
+) -> None:
+    """The `make dev` path: the payer completes Paystack's checkout, Paystack (the stand-in)
+    signs and sends `charge.success` to the gateway, billing verifies and settles."""
+    import httpx
+
+    env = stack.env
+    user = await signup(gateway)
+    token = user["access_token"]
+    db = await create_db(gateway, token, plan="db-starter")
+    await wait_subscription(gateway, token, db["id"], status="active")
+    await run_billing(gateway, env, today() + timedelta(days=32))
+    [invoice] = await invoices(gateway, token)
+    resp = await gateway.post(f"/v1/billing/invoices/{invoice['id']}/pay", headers=bearer(token))
+    url = resp.json()["authorization_url"]
+    async with httpx.AsyncClient() as payer:
+        page = await payer.get(url)
+        assert page.status_code == 200 and "Pay" in page.text
+        done = await payer.post(url, data={"outcome": "success"})
+        assert done.status_code == 200
+    await wait_invoice_status(gateway, token, invoice["id"], "paid")

@@ -93,6 +93,7 @@ def create_app(secret_key: str, webhook_url: str | None, webhook_host: str | Non
     transactions: dict[str, Transaction] = {}
     by_code: dict[str, Transaction] = {}
     ids = itertools.count(4_000_000_001)
+    deliveries: set[asyncio.Task[None]] = set()  # held, so a pending delivery is not collected
 
     def authorized(request: Request) -> bool:
         presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
@@ -189,7 +190,9 @@ def create_app(secret_key: str, webhook_url: str | None, webhook_host: str | Non
             tx.status = "success" if form.get("outcome") == ["success"] else "failed"
             tx.paid_at = _now() if tx.status == "success" else None
             if tx.status == "success":
-                asyncio.get_running_loop().create_task(deliver("charge.success", tx))
+                task = asyncio.get_running_loop().create_task(deliver("charge.success", tx))
+                deliveries.add(task)
+                task.add_done_callback(deliveries.discard)
         if tx.callback_url:
             return RedirectResponse(f"{tx.callback_url}?reference={tx.reference}", status_code=303)
         return HTMLResponse(f"<h1>Payment {html.escape(tx.status)}</h1>")
