@@ -57,8 +57,11 @@ WITH due AS MATERIALIZED (
     ) AS b
     CROSS JOIN LATERAL generate_series(
         b.next_no,
-        -- no month is shorter than 28 days: a cheap bound, the WHERE clause is exact
-        (extract(epoch FROM :cutoff - s.started_at) / 2419200)::int
+        -- No month is shorter than 28 days (2,419,200 s): period n ends after n + 1 of
+        -- them, a cancelled subscription's last period starts after n. A cheap bound; the
+        -- WHERE clause is the exact test.
+        floor(extract(epoch FROM :cutoff - s.started_at) / 2419200)::int
+          - CASE WHEN s.cancelled_at IS NULL THEN 1 ELSE 0 END
     ) AS g(n)
     CROSS JOIN LATERAL (
         SELECT billing_period_edge(s.started_at, g.n) AS period_start,
