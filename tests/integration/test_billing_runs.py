@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import psycopg
@@ -297,3 +297,45 @@ async def test_two_schedulers_run_a_day_once(gateway, stack) -> None:
         stack, "SELECT count(*) FROM billing_runs WHERE trigger = %s AND as_of = %s", trigger, day
     )
     assert rows == [(1,)]
+
+
+async def test_month_end_periods_over_a_year_are_each_billed_once(gateway, stack) -> None:
+    """A subscription begun on the 31st: periods end on the 28th/29th/30th/31st as the
+    calendar allows, each is billed once, however many runs happen in between."""
+    from shardz_billing.config import BillingSettings
+    from shardz_billing.services import subscriptions as subs
+    from shardz_billing.services.runs import daily_run
+    from shardz_common.db import make_engine, make_sessionmaker
+
+    user = await signup(gateway)
+    uid, token = uuid.UUID(user["user"]["id"]), user["access_token"]
+    start = datetime(2025, 1, 31, 23, 30, tzinfo=UTC)
+    settings = BillingSettings(database_url=stack.env["BILLING_DATABASE_URL"])
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    try:
+        async with sessions() as s, s.begin():
+            await subs.open_subscription(
+                s,
+                user_id=uid,
+                resource_type="database",
+                resource_id=str(uuid.uuid4()),
+                plan_id="db-starter",
+                started_at=start,
+            )
+        for day in ("2025-03-30", "2025-03-31", "2025-07-15", "2026-01-31", "2026-02-01"):
+            async with sessions() as s, s.begin():
+                await daily_run(s, settings, date.fromisoformat(day))
+    finally:
+        await engine.dispose()
+    lines = sorted(
+        (line for i in await invoices(gateway, token) for line in i["lines"]),
+        key=lambda x: x["period_start"],
+    )
+    ends = [datetime.fromisoformat(x["period_end"]).date().isoformat() for x in lines]
+    assert ends == [
+        "2025-02-28", "2025-03-31", "2025-04-30", "2025-05-31", "2025-06-30",
+        "2025-07-31", "2025-08-31", "2025-09-30", "2025-10-31", "2025-11-30",
+        "2025-12-31", "2026-01-31",
+    ]  # fmt: skip
+    assert all(x["amount_minor"] == STARTER.price_minor for x in lines)
