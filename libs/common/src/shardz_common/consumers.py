@@ -83,13 +83,15 @@ def queue_arguments(name: str, dead_letter_exchange: str, delivery_limit: int) -
     }
 
 
-async def _declare(
+async def declare_queues(
     channel: Any,
     consumers: Sequence[Consumer[Any]],
     exchange_name: str,
     dead_letter_exchange: str,
     delivery_limit: int,
 ) -> list[Any]:
+    """The exchanges, each consumer's queue and dead-letter queue, and their bindings. Run by
+    `migrate` too, so events published before the first worker starts are kept."""
     exchange = await channel.declare_exchange(
         exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
     )
@@ -110,24 +112,6 @@ async def _declare(
         await queue.bind(exchange, routing_key=c.routing_key)
         queues.append(queue)
     return queues
-
-
-async def declare_queues(
-    consumers: Sequence[Consumer[Any]],
-    *,
-    amqp_url: str,
-    exchange: str,
-    dead_letter_exchange: str,
-    delivery_limit: int = 5,
-) -> None:
-    """Declare and bind the consumers' queues (e.g. at migrate time), so events published
-    before the first worker starts wait in them instead of being dropped."""
-    connection = await aio_pika.connect(amqp_url)
-    try:
-        channel = await connection.channel()
-        await _declare(channel, consumers, exchange, dead_letter_exchange, delivery_limit)
-    finally:
-        await connection.close()
 
 
 class ConsumerRunner:
@@ -160,10 +144,20 @@ class ConsumerRunner:
         )
 
     async def start(self) -> None:
-        self.connection = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1)
+        """Connect (retrying until the broker answers: a worker may start before it), declare
+        the queues and start consuming."""
+        delay = 0.5
+        while True:
+            try:
+                self.connection = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1)
+                break
+            except (OSError, aio_pika.exceptions.AMQPError) as exc:
+                log.warning("broker not reachable yet; retrying", error=repr(exc), in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=self.prefetch)
-        queues = await _declare(
+        queues = await declare_queues(
             channel, self.consumers, self.exchange, self.dead_letter_exchange, self.delivery_limit
         )
         for c, queue in zip(self.consumers, queues, strict=True):
@@ -282,13 +276,29 @@ class ConsumerRunner:
                 )
                 HANDLED.labels(c.name, "failed").inc()
                 # back off before handing it back, so a short outage (a database restart)
-                # does not burn through the delivery limit in milliseconds
-                await asyncio.sleep(min(0.25 * 2**attempts, 8.0))
-                await message.nack(requeue=True)
+                # does not burn through the delivery limit in milliseconds; the wait is its
+                # own task, so the queue's flushers go on with the other messages meanwhile
+                self._later(min(0.25 * 2**attempts, 8.0), lambda: message.nack(requeue=True))
                 return
         HANDLED.labels(c.name, "applied" if fresh else "duplicate").inc()
         self.after_commit([ce.id])
         await message.ack()
+
+    def _later(self, delay: float, action: Callable[[], Awaitable[None]]) -> None:
+        async def run() -> None:
+            await asyncio.sleep(delay)
+            await action()
+
+        task = asyncio.create_task(run())
+        self._tasks.append(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            # e.g. the channel closed meanwhile: the broker redelivers the message anyway
+            log.warning("delayed requeue failed", error=repr(task.exception()))
 
     def after_commit(self, event_ids: list[str]) -> None:
         """Called once the events' transaction committed (an observer hook, e.g. benches)."""

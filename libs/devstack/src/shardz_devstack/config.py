@@ -86,6 +86,8 @@ class StackConfig:
     seaweed: SeaweedPorts = field(default_factory=SeaweedPorts)
     # A test stack starts from empty databases and an empty tenant cluster every session.
     fresh: bool = False
+    # Settings this stack gives its services (the caller's environment still wins in dev).
+    settings: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def dev(cls) -> StackConfig:
@@ -129,6 +131,14 @@ class StackConfig:
                 grpc_offset=10,
             ),
             fresh=True,
+            # every test signs its users up from 127.0.0.1; the limit's own test sets its own
+            settings={
+                "IDENTITY_SIGNUP_MAX_PER_ADDRESS_PER_HOUR": "1000000",
+                # a size limit a test can reach in seconds, checked often
+                "PLATFORM_FREE_PLAN_DATABASE_SIZE_BYTES": str(48 * 1024 * 1024),
+                "PROVISIONER_SIZE_CHECK_INTERVAL_SECONDS": "2",
+                "PROVISIONER_IDLE_TRANSACTION_CEILING_SECONDS": "15",
+            },
         )
 
     def listen_ports(self) -> dict[str, int]:

@@ -37,6 +37,7 @@ def service_env(
         env[f"{upper}_PORT"] = str(config.port(service))
         env[f"{upper}_DATABASE_URL"] = control_database_url(config, service)
         env[f"PLATFORM_{upper}_URL"] = config.internal_url(service)
+    env.update(config.settings)
     if "billing" in config.services and "BILLING_PAYSTACK_BASE_URL" not in (overrides or {}):
         # no Paystack given: the local stand-in (started by `commands`) plays it
         env["BILLING_PAYSTACK_BASE_URL"] = config.paystack_standin_url

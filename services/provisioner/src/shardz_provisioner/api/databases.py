@@ -35,24 +35,27 @@ async def create_database(
 
 
 @router.get("", response_model=DatabaseList)
-async def list_databases(session: ReadSessionDep, user: CurrentUser) -> DatabaseList:
+async def list_databases(
+    session: ReadSessionDep, user: CurrentUser, settings: SettingsDep
+) -> DatabaseList:
     rows = await session.execute(
         select(Database, Cluster)
         .join(Cluster, Cluster.name == Database.cluster)
         .where(Database.user_id == user.id, Database.status != "deleted")
         .order_by(Database.created_at)
     )
-    return DatabaseList(items=[to_out(db, cluster) for db, cluster in rows.tuples()])
+    free_size = settings.platform.free_plan_database_size_bytes
+    return DatabaseList(items=[to_out(db, c, free_size) for db, c in rows.tuples()])
 
 
 @router.get("/{database_id}", response_model=DatabaseOut)
 async def get_database(
-    database_id: UUID, session: ReadSessionDep, user: CurrentUser
+    database_id: UUID, session: ReadSessionDep, user: CurrentUser, settings: SettingsDep
 ) -> DatabaseOut:
     db = await provisioning.get_owned(session, user, database_id)
     cluster = await session.get(Cluster, db.cluster)
     assert cluster is not None
-    return to_out(db, cluster)
+    return to_out(db, cluster, settings.platform.free_plan_database_size_bytes)
 
 
 @router.patch("/{database_id}", response_model=DatabaseOut)
@@ -69,9 +72,13 @@ async def change_plan(
 
 @router.post("/{database_id}/rotate-credentials", response_model=DatabaseWithPassword)
 async def rotate_credentials(
-    database_id: UUID, session: SessionDep, user: CurrentUser, registry: RegistryDep
+    database_id: UUID,
+    sessions: SessionsDep,
+    user: CurrentUser,
+    registry: RegistryDep,
+    settings: SettingsDep,
 ) -> DatabaseWithPassword:
-    return await lifecycle.rotate(session, registry, user, database_id)
+    return await lifecycle.rotate(sessions, registry, settings, user, database_id)
 
 
 @router.get("/{database_id}/usage", response_model=Usage)

@@ -27,6 +27,7 @@ class DatabaseOut(BaseModel):
     engine: str
     plan: str
     status: str
+    size_limit_bytes: int
     host: str
     port: int
     database: str

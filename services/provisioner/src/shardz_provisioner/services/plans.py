@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shardz_common.auth import Principal
 from shardz_common.errors import Conflict, ValidationFailed
 from shardz_common.events import DatabasePlanChanged
-from shardz_common.plans import get_plan
+from shardz_common.plans import database_size_limit, get_plan
 from shardz_provisioner.config import ProvisionerSettings
 from shardz_provisioner.db.tables import Cluster
 from shardz_provisioner.domain.models import DatabaseOut
@@ -40,16 +40,17 @@ async def change_plan(
     db = await get_owned(session, user, database_id, for_update=True)
     cluster = await session.get(Cluster, db.cluster)
     assert cluster is not None
+    free_size = settings.platform.free_plan_database_size_bytes
     if db.plan == plan.id:
-        return to_out(db, cluster)
+        return to_out(db, cluster, free_size)
     if db.status != "ready":
         raise Conflict(f"the database is {db.status}")
     await _check_plan(session, settings, user, plan)
     assert db.cluster is not None
     async with registry.admin(db.cluster) as conn:
         size, _ = await ddl.usage(conn, db.db_name)
-        limit = plan.limits.get("size_bytes")
-        if isinstance(limit, int) and size > limit:
+        limit = database_size_limit(plan.id, free_size)
+        if size > limit:
             raise Conflict(f"the database holds {size} bytes; the {plan.id} plan allows {limit}")
         connections = int(plan.limits.get("connections", 5))
         await conn.execute(
@@ -72,4 +73,4 @@ async def change_plan(
         ),
         db.id,
     )
-    return to_out(db, cluster)
+    return to_out(db, cluster, free_size)
