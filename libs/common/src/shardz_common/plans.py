@@ -35,6 +35,11 @@ def get_plan(plan_id: str, resource_type: str) -> Plan | None:
     return plan if plan is not None and plan.resource_type == resource_type else None
 
 
+def all_plans() -> list[Plan]:
+    """Every plan, in catalogue order (GET /v1/billing/plans, billing's invoice lines)."""
+    return list(_catalogue().values())
+
+
 def database_size_limit(plan_id: str, free_plan_size_bytes: int) -> int:
     """Bytes a database on `plan_id` may hold: the free plan's comes from the platform's
     setting (PLATFORM_FREE_PLAN_DATABASE_SIZE_BYTES), the others from the catalogue."""

@@ -81,6 +81,8 @@ class StackConfig:
     amqp_port: int = 5672
     amqp_vhost: str = "/"
     tenant_pg_port: int = 5433
+    # the local Paystack stand-in (started when BILLING_PAYSTACK_BASE_URL is unset)
+    paystack_port: int = 8190
     seaweed: SeaweedPorts = field(default_factory=SeaweedPorts)
     # A test stack starts from empty databases and an empty tenant cluster every session.
     fresh: bool = False
@@ -119,6 +121,7 @@ class StackConfig:
             db_prefix=f"shardz_test{suffix}_",
             amqp_vhost=vhost or f"shardz-test-{os.urandom(4).hex()}",
             tenant_pg_port=15433 + shift,
+            paystack_port=18190 + shift,
             seaweed=SeaweedPorts(
                 s3=18333 + shift,
                 master=18334 + shift,
@@ -152,6 +155,8 @@ class StackConfig:
         ports["seaweed volume"] = self.seaweed.volume
         ports["seaweed filer"] = self.seaweed.filer
         ports["seaweed admin"] = self.seaweed.admin
+        if "billing" in self.services:
+            ports["paystack stand-in"] = self.paystack_port
         return ports
 
     def port(self, service: str) -> int:
@@ -170,6 +175,10 @@ class StackConfig:
     @property
     def gateway_url(self) -> str:
         return f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def paystack_standin_url(self) -> str:
+        return f"http://127.0.0.1:{self.paystack_port}"
 
     @property
     def secrets_file(self) -> Path:

@@ -127,4 +127,17 @@ def commands(stack: PreparedStack) -> dict[str, list[str]]:
             procs[f"{service}-{role}"] = [sys.executable, "-m", f"shardz_{service}", role]
     procs["gateway"] = gateway.nginx_command(stack.config)
     procs["s3"] = seaweed.weed_command(stack.config, stack.secrets)
+    if stack.env.get("PAYSTACK_STANDIN_SECRET_KEY"):
+        config = stack.config
+        procs["paystack"] = [
+            sys.executable,
+            "-m",
+            "shardz_devstack.paystack_standin",
+            "--port",
+            str(config.paystack_port),
+            "--webhook-url",
+            f"{config.gateway_url}/v1/billing/webhooks/paystack",
+            "--webhook-host",
+            f"api.{config.base_domain}",
+        ]
     return procs

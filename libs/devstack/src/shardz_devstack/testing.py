@@ -154,6 +154,8 @@ def _wait_ready(running: RunningStack) -> None:
                     raise TimeoutError(f"{url} not ready:\n{running.log_tail(name)}")
                 time.sleep(0.2)
     rabbit.wait_for_port("127.0.0.1", running.config.seaweed.s3, timeout=READY_TIMEOUT)
+    if "paystack" in running.processes:
+        rabbit.wait_for_port("127.0.0.1", running.config.paystack_port, timeout=READY_TIMEOUT)
 
 
 def _free_slot(exit_stack: contextlib.ExitStack) -> StackConfig:

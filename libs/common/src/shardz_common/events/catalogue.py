@@ -61,6 +61,18 @@ class DatabaseDeleted(Event):
 
 
 @register
+class DatabasePlanChanged(Event):
+    """A database moved to another plan (PATCH /v1/databases/{id}); its new limits apply."""
+
+    event_type = "db.plan_changed"
+    database_id: UUID
+    user_id: UUID
+    plan: str
+    previous_plan: str
+    changed_at: datetime
+
+
+@register
 class DatabaseSuspended(Event):
     event_type = "db.suspended"
     database_id: UUID
@@ -90,6 +102,17 @@ class StorageUsageReported(Event):
     used_bytes: int
     object_count: int
     measured_at: datetime
+
+
+@register
+class StoragePlanChanged(Event):
+    """A storage space moved to another plan (PATCH /v1/storage)."""
+
+    event_type = "storage.plan_changed"
+    user_id: UUID
+    plan: str
+    previous_plan: str
+    changed_at: datetime
 
 
 @register

@@ -14,11 +14,12 @@ from shardz_provisioner.domain.models import (
     DatabaseCreate,
     DatabaseList,
     DatabaseOut,
+    DatabasePlanChange,
     DatabaseWithPassword,
     Usage,
     UsageHistory,
 )
-from shardz_provisioner.services import lifecycle, provisioning
+from shardz_provisioner.services import lifecycle, plans, provisioning
 from shardz_provisioner.services.views import to_out
 
 router = APIRouter(prefix="/v1/databases", tags=["databases"])
@@ -57,6 +58,18 @@ async def get_database(
     cluster = await session.get(Cluster, db.cluster)
     assert cluster is not None
     return to_out(db, cluster, settings.platform.free_plan_database_size_bytes)
+
+
+@router.patch("/{database_id}", response_model=DatabaseOut)
+async def change_plan(
+    database_id: UUID,
+    body: DatabasePlanChange,
+    session: SessionDep,
+    user: CurrentUser,
+    registry: RegistryDep,
+    settings: SettingsDep,
+) -> DatabaseOut:
+    return await plans.change_plan(session, registry, settings, user, database_id, body.plan)
 
 
 @router.post("/{database_id}/rotate-credentials", response_model=DatabaseWithPassword)

@@ -17,6 +17,10 @@ class DatabaseCreate(BaseModel):
     plan: str = Field(default="free", max_length=40)
 
 
+class DatabasePlanChange(BaseModel):
+    plan: str = Field(min_length=1, max_length=40)
+
+
 class DatabaseOut(BaseModel):
     id: UUID
     name: str
