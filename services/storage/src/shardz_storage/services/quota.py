@@ -32,20 +32,16 @@ _RESERVE = text(
     """
 )
 
-# Grow a reservation by up to `step` bytes, at least `need`, if the quota allows.
-_GROW = text(
-    """
-    WITH room AS (
-      SELECT least(:step, quota_bytes - used_bytes - reserved_bytes) AS n
-      FROM spaces WHERE user_id = :u AND status <> 'deleted' FOR UPDATE
-    ), held AS (
-      UPDATE spaces SET reserved_bytes = reserved_bytes + room.n FROM room
-      WHERE user_id = :u AND room.n >= :need RETURNING room.n
-    )
-    UPDATE reservations SET bytes = bytes + held.n,
-      expires_at = now() + make_interval(secs => :ttl)
-    FROM held WHERE id = :id RETURNING held.n
-    """
+# Growing a reservation: the space's row is locked by a plain SELECT ... FOR UPDATE first
+# (a locking read inside a CTE shares the statement's snapshot for the UPDATE beside it).
+_ROOM = text(
+    "SELECT quota_bytes - used_bytes - reserved_bytes FROM spaces"
+    " WHERE user_id = :u AND status <> 'deleted' FOR UPDATE"
+)
+_HOLD = text("UPDATE spaces SET reserved_bytes = reserved_bytes + :n WHERE user_id = :u")
+_HOLD_FOR = text(
+    "UPDATE reservations SET bytes = bytes + :n,"
+    " expires_at = now() + make_interval(secs => :ttl) WHERE id = :id RETURNING id"
 )
 
 _TOUCH = text(
@@ -112,18 +108,18 @@ async def grow(
     need = received - r.allowance
     if need <= 0:
         return
-    params = {
-        "u": r.user_id,
-        "id": r.id,
-        "step": max(need, settings.reservation_step_bytes),
-        "need": need,
-        "ttl": settings.reservation_ttl_seconds,
-    }
     async with sessions() as s, s.begin():
-        row = (await s.execute(_GROW, params)).first()
-    if row is None:
-        raise QuotaExceeded("the upload passed the free space of the quota and was cut off")
-    r.held += int(row[0])
+        room = (await s.execute(_ROOM, {"u": r.user_id})).scalar_one_or_none()
+        if room is None or room < need:
+            raise QuotaExceeded("the upload passed the free space of the quota and was cut off")
+        n = min(room, max(need, settings.reservation_step_bytes))
+        await s.execute(_HOLD, {"u": r.user_id, "n": n})
+        mine = await s.execute(
+            _HOLD_FOR, {"id": r.id, "n": n, "ttl": settings.reservation_ttl_seconds}
+        )
+        if mine.first() is None:  # the sweeper took it: this upload is over
+            raise QuotaExceeded("the upload's reservation expired")
+    r.held += n
 
 
 async def touch(
