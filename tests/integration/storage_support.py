@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
-from collections.abc import AsyncIterator
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import boto3
@@ -13,6 +18,8 @@ import httpx
 import psycopg
 from botocore.config import Config
 
+from shardz_devstack import seaweed
+from shardz_devstack.config import repo_root
 from tests.integration.helpers import bearer
 
 MIB = 1024 * 1024
@@ -132,3 +139,63 @@ async def raw_request(
     writer.close()
     status = int(response.split(b" ", 2)[1])
     return status, response.split(b"\r\n\r\n", 1)[1]
+
+
+@contextlib.contextmanager
+def storage_process(stack: Any, command: str, name: str, **env: str) -> Iterator[Any]:
+    """An extra storage process (api or worker) on the test stack, with env overrides."""
+    full = {**stack.prepared.process_env(), **env}
+    with open(stack.log_dir / f"extra-storage-{name}.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shardz_storage", command],
+            env=full,
+            cwd=repo_root(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def stop_store(stack: Any) -> None:
+    proc = stack.processes["s3"]
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def start_store(stack: Any) -> None:
+    """Run the stack's SeaweedFS again, on the same data and ports."""
+    argv = seaweed.weed_command(stack.config, stack.prepared.secrets)
+    with open(stack.log_dir / "s3.log", "ab") as log:
+        stack.processes["s3"] = subprocess.Popen(
+            argv,
+            env=stack.prepared.process_env(),
+            cwd=repo_root(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    client = s3(stack)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client.head_bucket(Bucket=BUCKET)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
