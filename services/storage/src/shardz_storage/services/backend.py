@@ -118,7 +118,8 @@ class Backend:
         resp = await self._send(
             self.http.build_request("PUT", self._url("put_object", Key=backend_key), content=data)
         )
-        return resp.headers.get("etag", "").strip('"')
+        etag: str = resp.headers.get("etag", "")
+        return etag.strip('"')
 
     async def create_multipart(self, backend_key: str) -> str:
         await self.ensure_bucket()
