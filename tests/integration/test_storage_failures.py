@@ -7,7 +7,14 @@ import contextlib
 
 import httpx
 
-from tests.integration.helpers import assert_problem, bearer, signup, wait_for
+from tests.integration.helpers import (
+    assert_problem,
+    bearer,
+    free_port,
+    signup,
+    wait_for,
+    wait_http,
+)
 from tests.integration.storage_support import (
     MIB,
     RandomBody,
@@ -18,6 +25,7 @@ from tests.integration.storage_support import (
     space,
     start_store,
     stop_store,
+    storage_process,
 )
 
 
@@ -119,3 +127,38 @@ async def test_the_store_stopped_mid_upload_gives_503_and_recovers(gateway, stac
         return set(backend_leftovers(stack, uid)) == keep
 
     await wait_for(converged, timeout=90, interval=1)
+
+
+async def test_an_api_process_killed_mid_upload_loses_nothing(gateway, stack) -> None:
+    """The crashed process cannot give its reservation back: it expires, the worker frees it
+    and removes the parts that reached the store."""
+    user = await signup(gateway)
+    token, uid = user["access_token"], user["user"]["id"]
+    assert (await put(gateway, token, "keep", b"k" * 10)).status_code == 201
+    port = free_port()
+    env = {"STORAGE_PORT": str(port), "STORAGE_RESERVATION_TTL_SECONDS": "3"}
+    with storage_process(stack, "api", "doomed", **env) as proc:
+        await wait_http(f"http://127.0.0.1:{port}/readyz")
+        body = RandomBody(64 * MIB, pause_after=24 * MIB)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as direct:
+            task = asyncio.create_task(
+                direct.put("/v1/storage/objects/crash", content=body, headers=bearer(token))
+            )
+            await asyncio.wait_for(body.paused.wait(), 30)
+            await wait_for(lambda: _upload_in_flight(stack, uid), timeout=30)
+            proc.kill()
+            proc.wait()
+            body.resume.set()
+            with contextlib.suppress(httpx.HTTPError):
+                await task
+    keep_key = await _backend_key(stack, uid, "keep")
+
+    async def recovered() -> bool:
+        state = await invariant(stack, uid)
+        return state["reserved"] == 0 and backend_leftovers(stack, uid) == [keep_key]
+
+    await wait_for(recovered, timeout=60, interval=0.5)
+    assert (await invariant(stack, uid))["used"] == 10
+    assert_problem(
+        await gateway.get("/v1/storage/objects/crash", headers=bearer(token)), 404, "not_found"
+    )
