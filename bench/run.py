@@ -1,4 +1,4 @@
-"""SmallShardz benchmarks: `uv run python bench/run.py [auth|events|provisioning|all]`.
+"""SmallShardz benchmarks: `uv run python bench/run.py [auth|events|provisioning|storage|all]`.
 
 Every figure is printed next to a floor measured in the same run on the same machine, and
 as a ratio; the last lines are a markdown table for the README."""
@@ -18,7 +18,10 @@ from common import Row, machine_note, markdown
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "which", nargs="?", default="all", choices=["auth", "events", "provisioning", "all"]
+        "which",
+        nargs="?",
+        default="all",
+        choices=["auth", "events", "provisioning", "storage", "all"],
     )
     args = parser.parse_args()
     print(f"machine: {machine_note()}", flush=True)
@@ -37,6 +40,10 @@ def main() -> None:
         import provisioning_bench
 
         rows += provisioning_bench.run()
+    if args.which in ("storage", "all"):
+        import storage_bench
+
+        rows += storage_bench.run()
     print(f"\nmachine after: {machine_note()}")
     print("\n" + markdown(rows))
 

@@ -189,13 +189,17 @@ def start_store(stack: Any) -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    # Ready means writes work: its S3 front end answers before its filer does.
     client = s3(stack)
-    deadline = time.monotonic() + 60
-    while True:
+    deadline = time.monotonic() + 90
+    successes = 0
+    while successes < 3:
         try:
-            client.head_bucket(Bucket=BUCKET)
-            return
+            client.put_object(Bucket=BUCKET, Key="probe/ready", Body=b"x" * 100_000)
+            client.delete_object(Bucket=BUCKET, Key="probe/ready")
+            successes += 1
         except Exception:
+            successes = 0
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.5)
+        time.sleep(0.5)

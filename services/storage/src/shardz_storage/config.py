@@ -24,8 +24,9 @@ class StorageSettings(ServiceSettings):
     public_url: str | None = None
     # Bodies go to the store in parts of this size (more for objects that need > 9,000 parts).
     part_size_bytes: int = 8 * MIB
-    # Parts in flight per upload while the next one is read from the client.
-    parallel_parts: int = 2
+    # Parts in flight per upload while the next one is read from the client (each holds up to
+    # a part of memory until the store has it).
+    parallel_parts: int = 1
     # An upload without Content-Length reserves quota in steps of this size.
     reservation_step_bytes: int = 8 * MIB
     # A reservation not refreshed for this long belongs to a dead upload: the sweeper frees it.

@@ -6,8 +6,9 @@ per chunk or a copy of the body."""
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -28,6 +29,18 @@ PRESIGN_SECONDS = 3600
 class StoreUnavailable(Unavailable):
     def __init__(self, detail: str = "the object store is unavailable") -> None:
         super().__init__(detail, headers={"Retry-After": "5"})
+
+
+@dataclass
+class Body:
+    """Bytes on their way to the store, kept as the chunks they arrived in (no copy)."""
+
+    chunks: deque[bytes] = field(default_factory=deque)
+    size: int = 0
+
+    def add(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.size += len(data)
 
 
 @dataclass(frozen=True)
@@ -113,13 +126,23 @@ class Backend:
             raise StoreUnavailable()
         return resp
 
-    async def put(self, backend_key: str, data: bytes) -> str:
+    async def put(self, backend_key: str, body: Body) -> str:
         await self.ensure_bucket()
-        resp = await self._send(
-            self.http.build_request("PUT", self._url("put_object", Key=backend_key), content=data)
-        )
+        url = self._url("put_object", Key=backend_key)
+        resp = await self._send(self._put_request(url, body))
         etag: str = resp.headers.get("etag", "")
         return etag.strip('"')
+
+    def _put_request(self, url: str, body: Body) -> httpx.Request:
+        """A PUT whose body is sent chunk by chunk, each released once written."""
+
+        async def drain() -> AsyncIterator[bytes]:
+            while body.chunks:
+                yield body.chunks.popleft()
+
+        return self.http.build_request(
+            "PUT", url, content=drain(), headers={"Content-Length": str(body.size)}
+        )
 
     async def create_multipart(self, backend_key: str) -> str:
         await self.ensure_bucket()
@@ -129,9 +152,9 @@ class Backend:
         upload_id: str = out["UploadId"]
         return upload_id
 
-    async def upload_part(self, backend_key: str, upload_id: str, number: int, data: bytes) -> str:
+    async def upload_part(self, backend_key: str, upload_id: str, number: int, body: Body) -> str:
         url = self._url("upload_part", Key=backend_key, UploadId=upload_id, PartNumber=number)
-        resp = await self._send(self.http.build_request("PUT", url, content=data))
+        resp = await self._send(self._put_request(url, body))
         etag: str = resp.headers["etag"]
         return etag
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shardz_common.errors import QuotaExceeded, Unavailable
 from shardz_storage.config import StorageSettings
 from shardz_storage.services import quota
-from shardz_storage.services.backend import Backend
+from shardz_storage.services.backend import Backend, Body
 from shardz_storage.services.objects import queue_deletion
 
 log = structlog.get_logger(__name__)
@@ -56,7 +56,7 @@ class Upload:
             self.part_size = max(self.part_size, -(-expected // MAX_PARTS))
         self.reservation: quota.Reservation | None = None
         self.received = 0
-        self._buffer = bytearray()
+        self._buffer = Body()
         self._upload_id: str | None = None
         self._parts: list[asyncio.Task[str]] = []
         self._heartbeat: asyncio.Task[None] | None = None
@@ -77,8 +77,8 @@ class Upload:
             if self.expected is not None:  # more than announced: the server would not allow it
                 raise QuotaExceeded("the body is longer than its Content-Length")
             await quota.grow(self.sessions, self.settings, r, self.received)
-        self._buffer += data
-        if len(self._buffer) >= self.part_size:
+        self._buffer.add(data)
+        if self._buffer.size >= self.part_size:
             await self._send_part()
 
     async def _send_part(self) -> None:
@@ -93,12 +93,11 @@ class Upload:
         for t in self._parts:
             if t.done() and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]
-        data = bytes(self._buffer[: self.part_size])
-        del self._buffer[: self.part_size]
+        body, self._buffer = self._buffer, Body()
         number = len(self._parts) + 1
         self._parts.append(
             asyncio.create_task(
-                self.backend.upload_part(r.backend_key, self._upload_id, number, data)
+                self.backend.upload_part(r.backend_key, self._upload_id, number, body)
             )
         )
 
@@ -126,13 +125,13 @@ class Upload:
         if self.received > r.allowance:
             await quota.grow(self.sessions, self.settings, r, self.received)
         if self._upload_id is None:
-            etag = await self.backend.put(r.backend_key, bytes(self._buffer))
+            etag = await self.backend.put(r.backend_key, self._buffer)
         else:
-            if self._buffer:
+            if self._buffer.size:
                 await self._send_part()
             etags = list(await asyncio.gather(*self._parts))
             etag = await self.backend.complete_multipart(r.backend_key, self._upload_id, etags)
-        self._buffer = bytearray()
+        self._buffer = Body()
         return await self._commit(key, etag, content_type)
 
     async def abort(self) -> None:
@@ -142,7 +141,7 @@ class Upload:
         for t in self._parts:
             t.cancel()
         await asyncio.gather(*self._parts, return_exceptions=True)
-        self._buffer = bytearray()
+        self._buffer = Body()
         r = self.reservation
         if r is None:
             return
