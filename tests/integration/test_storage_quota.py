@@ -44,19 +44,7 @@ async def test_ten_concurrent_uploads_for_a_quota_of_four(gateway, stack) -> Non
     assert len(before) == 2  # two API processes share the upstream
 
     async def upload(i: int) -> int:
-        # half announce their length, half grow their reservation as the body comes
-        if i % 2:
-            resp = await put(gateway, token, f"race/{i}", bytes([i]) * size)
-            return resp.status_code
-        try:
-            resp = await gateway.put(
-                f"/v1/storage/objects/race/{i}",
-                content=RandomBody(size, 256 * 1024),
-                headers=bearer(token),
-            )
-        except httpx.HTTPError:
-            return 413  # cut off while sending
-        return resp.status_code
+        return (await put(gateway, token, f"race/{i}", bytes([i]) * size)).status_code
 
     codes = await asyncio.gather(*(upload(i) for i in range(10)))
     assert sorted(codes) == [201] * 4 + [413] * 6, codes
@@ -111,3 +99,34 @@ async def test_overwrite_reaccounts_the_difference_and_a_smaller_plan_is_refused
     back = await gateway.patch("/v1/storage", json={"plan": "storage-free"}, headers=bearer(token))
     assert back.status_code == 200 and back.json()["quota_bytes"] == 1_073_741_824
     assert (await invariant(stack, uid))["used"] == 8 * MIB
+
+
+async def test_uploads_without_length_racing_never_pass_the_quota(gateway, stack) -> None:
+    """Without Content-Length each upload grows its reservation in steps, so a greedy one
+    may hold more than it ends up needing for a moment: fewer may succeed, never more."""
+    user = await signup(gateway)
+    token, uid = user["access_token"], user["user"]["id"]
+    await space(gateway, token)
+    size = 2 * MIB
+    await set_quota(stack, uid, 4 * size + size // 2)
+
+    async def upload(i: int) -> int:
+        try:
+            resp = await gateway.put(
+                f"/v1/storage/objects/race/{i}",
+                content=RandomBody(size, 256 * 1024),
+                headers=bearer(token),
+            )
+        except httpx.HTTPError:
+            return 413  # cut off while sending
+        return resp.status_code
+
+    codes = await asyncio.gather(*(upload(i) for i in range(10)))
+    assert set(codes) <= {201, 413}, codes
+    assert 1 <= codes.count(201) <= 4, codes
+    state = await invariant(stack, uid)
+    assert (state["used"], state["count"], state["reserved"]) == (
+        codes.count(201) * size,
+        codes.count(201),
+        0,
+    )

@@ -3,6 +3,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shardz_storage.config import StorageSettings
@@ -19,6 +21,12 @@ def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
     return maker
 
 
+def _pool(request: Request) -> AsyncConnectionPool[AsyncConnection]:
+    """The plain psycopg pool in autocommit mode, for the one-statement steps of uploads."""
+    pool: AsyncConnectionPool[AsyncConnection] = request.app.state.read_pool
+    return pool
+
+
 def _settings(request: Request) -> StorageSettings:
     settings: StorageSettings = request.app.state.settings
     return settings
@@ -27,3 +35,4 @@ def _settings(request: Request) -> StorageSettings:
 BackendDep = Annotated[Backend, Depends(_backend)]
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
 SettingsDep = Annotated[StorageSettings, Depends(_settings)]
+PoolDep = Annotated[AsyncConnectionPool[AsyncConnection], Depends(_pool)]

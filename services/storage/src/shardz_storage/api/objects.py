@@ -9,7 +9,7 @@ from shardz_common.auth import CurrentUser
 from shardz_common.db import ReadSessionDep, SessionDep
 from shardz_common.errors import ValidationFailed
 from shardz_storage.api.schemas import ObjectList, ObjectOut
-from shardz_storage.deps import BackendDep, SessionsDep, SettingsDep
+from shardz_storage.deps import BackendDep, PoolDep, SessionsDep, SettingsDep
 from shardz_storage.domain.http import content_type
 from shardz_storage.domain.keys import MAX_KEY_BYTES, key_from_raw_path, validate_key
 from shardz_storage.services import downloads, objects
@@ -69,12 +69,13 @@ async def put_object(
     request: Request,
     user: CurrentUser,
     sessions: SessionsDep,
+    pool: PoolDep,
     backend: BackendDep,
     settings: SettingsDep,
 ) -> Response:
     """The raw body, streamed to the store; 201 for a new key, 200 when it replaces one."""
     key = _key(request)
-    upload = Upload(sessions, backend, settings, user.id, _length(request))
+    upload = Upload(sessions, pool, backend, settings, user.id, _length(request))
     try:
         await upload.start(key)
         async for chunk in request.stream():
@@ -95,12 +96,13 @@ async def post_object(
     request: Request,
     user: CurrentUser,
     sessions: SessionsDep,
+    pool: PoolDep,
     backend: BackendDep,
     settings: SettingsDep,
 ) -> Response:
     """multipart/form-data with a `file` part and an optional `key` (default: its filename)."""
     form = FormUpload(
-        Upload(sessions, backend, settings, user.id, None),
+        Upload(sessions, pool, backend, settings, user.id, None),
         boundary_of(request.headers.get("content-type")),
     )
     try:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -15,22 +17,21 @@ from shardz_storage.services import spaces
 
 # One statement: hold `n` bytes (less what the object being replaced already uses) if they
 # fit, and record the reservation with the store key it will write.
-_RESERVE = text(
-    """
+_RESERVE = """
     WITH old AS (
-      SELECT coalesce((SELECT size FROM objects WHERE user_id = :u AND key = :key), 0) AS size
+      SELECT coalesce(
+        (SELECT size FROM objects WHERE user_id = %(u)s AND key = %(key)s), 0) AS size
     ), held AS (
-      UPDATE spaces SET reserved_bytes = reserved_bytes + greatest(0, :n - old.size)
+      UPDATE spaces SET reserved_bytes = reserved_bytes + greatest(0, %(n)s - old.size)
       FROM old
-      WHERE user_id = :u AND status = 'active'
-        AND used_bytes + reserved_bytes + greatest(0, :n - old.size) <= quota_bytes
-      RETURNING greatest(0, :n - old.size) AS bytes, old.size AS credit
+      WHERE user_id = %(u)s AND status = 'active'
+        AND used_bytes + reserved_bytes + greatest(0, %(n)s - old.size) <= quota_bytes
+      RETURNING greatest(0, %(n)s - old.size) AS bytes, old.size AS credit
     )
     INSERT INTO reservations (id, user_id, backend_key, bytes, expires_at)
-    SELECT :id, :u, :bk, held.bytes, now() + make_interval(secs => :ttl) FROM held
+    SELECT %(id)s, %(u)s, %(bk)s, held.bytes, now() + make_interval(secs => %(ttl)s) FROM held
     RETURNING bytes, (SELECT credit FROM held)
-    """
-)
+"""
 
 # Growing a reservation: the space's row is locked by a plain SELECT ... FOR UPDATE first
 # (a locking read inside a CTE shares the statement's snapshot for the UPDATE beside it).
@@ -64,6 +65,7 @@ class Reservation:
 
 async def reserve(
     sessions: async_sessionmaker[AsyncSession],
+    pool: AsyncConnectionPool[AsyncConnection],
     settings: StorageSettings,
     user_id: uuid.UUID,
     key: str | None,
@@ -80,11 +82,13 @@ async def reserve(
         "ttl": settings.reservation_ttl_seconds,
     }
     for attempt in range(2):
+        # one statement in autocommit: one round trip on the hot path of every upload
+        async with pool.connection(timeout=5) as conn:
+            row = await (await conn.execute(_RESERVE, params)).fetchone()
+        if row is not None:
+            return Reservation(rid, user_id, backend_key, int(row[0]), int(row[1]))
+        # Why not: no space yet (spaces.get creates it; then retry), read-only, or no room.
         async with sessions() as s, s.begin():
-            row = (await s.execute(_RESERVE, params)).first()
-            if row is not None:
-                return Reservation(rid, user_id, backend_key, int(row[0]), int(row[1]))
-            # Why not: no space yet (spaces.get creates it; then retry), read-only, or no room.
             space = await spaces.get(s, settings, user_id)
             spaces.require_writable(space)
             if attempt == 1:

@@ -10,18 +10,18 @@ import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+import psycopg
 import structlog
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shardz_common.errors import QuotaExceeded, Unavailable
 from shardz_storage.config import StorageSettings
 from shardz_storage.services import quota
 from shardz_storage.services.backend import Backend, Body
-from shardz_storage.services.objects import queue_deletion
 
 log = structlog.get_logger(__name__)
 MAX_PARTS = 9000  # S3 allows 10,000
@@ -41,12 +41,14 @@ class Upload:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
+        pool: AsyncConnectionPool[AsyncConnection],
         backend: Backend,
         settings: StorageSettings,
         user_id: uuid.UUID,
         expected: int | None,
     ) -> None:
         self.sessions = sessions
+        self.pool = pool
         self.backend = backend
         self.settings = settings
         self.user_id = user_id
@@ -65,7 +67,7 @@ class Upload:
         """Hold the quota: the whole Content-Length, or a first step when it is unknown."""
         first = self.expected if self.expected is not None else 0
         self.reservation = await quota.reserve(
-            self.sessions, self.settings, self.user_id, key, first
+            self.sessions, self.pool, self.settings, self.user_id, key, first
         )
         self._heartbeat = asyncio.create_task(self._beat())
 
@@ -156,87 +158,27 @@ class Upload:
         assert r is not None
         if self._heartbeat is not None:
             self._heartbeat.cancel()
-        grace = self.settings.delete_grace_seconds
+        params = (
+            r.id,
+            r.user_id,
+            key,
+            r.backend_key,
+            self.received,
+            etag,
+            content_type,
+            self.settings.delete_grace_seconds,
+        )
         try:
-            async with self.sessions() as s, s.begin():
-                stored = await _index(s, r, key, self.received, etag, content_type, grace)
-        except IntegrityError as exc:  # the within_quota check: a replaced object shrank
+            async with self.pool.connection(timeout=5) as conn:
+                cur = await conn.execute(_COMMIT, params)
+                outcome, at = await cur.fetchone() or ("gone", None)
+        except psycopg.errors.CheckViolation as exc:  # within_quota: a replaced object shrank
             raise QuotaExceeded("the object does not fit in the quota") from exc
-        if stored is None:
-            # The sweeper or the user's deletion took the reservation; what this upload wrote
-            # may have reached the store after their deletion ran.
-            self.reservation = None
-            async with self.sessions() as s, s.begin():
-                await queue_deletion(s, r.backend_key, None, 0)
+        if outcome == "gone":
+            self.reservation = None  # its store object is already a deletion intent
             raise Unavailable("the upload took too long or the account is gone; nothing stored")
         self.reservation = None
-        return stored
+        return Stored(key, self.received, etag, content_type, at, created=outcome == "created")
 
 
-async def _index(
-    s: AsyncSession,
-    r: quota.Reservation,
-    key: str,
-    size: int,
-    etag: str,
-    content_type: str,
-    grace: float,
-) -> Stored | None:
-    status = (
-        await s.execute(
-            text("SELECT status FROM spaces WHERE user_id = :u FOR UPDATE"), {"u": r.user_id}
-        )
-    ).scalar_one()
-    held = (
-        await s.execute(
-            text("DELETE FROM reservations WHERE id = :id RETURNING bytes"), {"id": r.id}
-        )
-    ).scalar_one_or_none()
-    if held is None or status == "deleted":
-        return None
-    old: Any = (
-        await s.execute(
-            text(
-                "SELECT size, backend_key FROM objects WHERE user_id = :u AND key = :key FOR UPDATE"
-            ),
-            {"u": r.user_id, "key": key},
-        )
-    ).first()
-    old_size = int(old[0]) if old else 0
-    await s.execute(
-        text(
-            "UPDATE spaces SET used_bytes = used_bytes + :delta, reserved_bytes ="
-            " reserved_bytes - :held, object_count = object_count + :added,"
-            " updated_at = now(), usage_changed_at = coalesce(usage_changed_at, now())"
-            " WHERE user_id = :u"
-        ),
-        {"u": r.user_id, "delta": size - old_size, "held": held, "added": 0 if old else 1},
-    )
-    row = (
-        await s.execute(
-            text(
-                """
-                INSERT INTO objects
-                  (user_id, key, backend_key, size, etag, content_type, version)
-                VALUES (:u, :key, :bk, :size, :etag, :ct, :v)
-                ON CONFLICT (user_id, key) DO UPDATE SET backend_key = excluded.backend_key,
-                  size = excluded.size, etag = excluded.etag,
-                  content_type = excluded.content_type, version = excluded.version,
-                  updated_at = now()
-                RETURNING updated_at
-                """
-            ),
-            {
-                "u": r.user_id,
-                "key": key,
-                "bk": r.backend_key,
-                "size": size,
-                "etag": etag,
-                "ct": content_type,
-                "v": uuid.uuid4(),
-            },
-        )
-    ).scalar_one()
-    if old:
-        await queue_deletion(s, old[1], None, grace)
-    return Stored(key, size, etag, content_type, row, created=old is None)
+_COMMIT = "SELECT * FROM storage_commit_upload(%s, %s, %s, %s, %s, %s, %s, %s)"
