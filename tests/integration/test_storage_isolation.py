@@ -154,3 +154,22 @@ async def test_presigned_links_expire_and_die_with_the_object(gateway, stack) ->
             headers=bearer(token),
         )
         assert_problem(resp, 422, "validation_error")
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/v1/storage/objects/../../internal/x",
+        "/v1/storage/objects/a/../../../v1/databases",
+        "/v1/storage/objects/%2e%2e/%2e%2e/%2e%2e/metrics",
+    ],
+)
+async def test_dot_segments_cannot_leave_the_storage_routes(gateway, stack, target) -> None:
+    """Keys are judged by the service, but a path that normalises outside the object routes
+    is still refused by the gateway (404), never passed on."""
+    user = await signup(gateway)
+    status, body = await raw_request(
+        stack, "GET", target, {"Authorization": f"Bearer {user['access_token']}"}
+    )
+    assert status == 404, (target, body[:200])
+    assert b'"not_found"' in body

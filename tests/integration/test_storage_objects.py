@@ -192,3 +192,21 @@ async def test_upload_without_length_past_the_quota_is_cut_off_with_413(gateway,
     early = await put(gateway, token, "too-big", b"x" * (20 * MIB))
     assert_problem(early, 413, "quota_exceeded")
     assert (await invariant(stack, uid))["used"] == 1000
+
+
+async def test_an_empty_object_is_an_object(gateway, stack) -> None:
+    user = await signup(gateway)
+    token = user["access_token"]
+    resp = await put(gateway, token, "empty", b"")
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["size"] == 0
+    got = await gateway.get("/v1/storage/objects/empty", headers=bearer(token))
+    assert got.status_code == 200 and got.content == b""
+    assert_problem(
+        await gateway.get(
+            "/v1/storage/objects/empty", headers={**bearer(token), "Range": "bytes=0-"}
+        ),
+        416,
+        "range_not_satisfiable",
+    )
+    assert (await space(gateway, token))["object_count"] == 1
