@@ -18,6 +18,7 @@ from shardz_common.events import REGISTRY, CloudEvent, UserCreated, envelope
 CONTRACT_TYPES = {
     "user.created",
     "user.deleted",
+    "signing_key.revoked",
     "apikey.created",
     "apikey.revoked",
     "db.provisioned",

@@ -37,6 +37,7 @@ def service_env(
         env[f"{upper}_PORT"] = str(config.port(service))
         env[f"{upper}_DATABASE_URL"] = control_database_url(config, service)
         env[f"PLATFORM_{upper}_URL"] = config.internal_url(service)
+    env.update(config.settings)
     if overrides:
         env.update({k: v for k, v in overrides.items() if k in env})
     return env

@@ -51,10 +51,12 @@ def pg_bindir() -> Path:
     """The PostgreSQL server binaries to run tenant clusters with: `DEVSTACK_PG_BIN`, else the
     newest `/usr/lib/postgresql/<major>/bin` with major >= 15, else `pg_config --bindir`."""
     configured = os.environ.get("DEVSTACK_PG_BIN")
-    if configured:
-        return Path(configured)
+    return Path(configured) if configured else find_bindir(Path("/usr/lib/postgresql"))
+
+
+def find_bindir(debian_root: Path) -> Path:
     candidates = sorted(
-        (p for p in Path("/usr/lib/postgresql").glob("*/bin") if _major(p) >= MIN_PG_MAJOR),
+        (p for p in debian_root.glob("*/bin") if _major(p) >= MIN_PG_MAJOR),
         key=_major,
         reverse=True,
     )
@@ -87,18 +89,17 @@ def ensure_databases(control_dsn: str, names: list[str], *, fresh: bool = False)
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def _as_postgres(cmd: list[str]) -> list[str]:
-    # initdb and postgres refuse to run as root; the Debian package provides this user.
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
-def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+def run_as_postgres(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a server binary as the cluster's owner: `postgres` when we are root (initdb and
+    postgres refuse root; the Debian package provides that user), otherwise ourselves."""
+    argv = ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+    # cwd "/": the postgres user may not be able to enter ours (a 0700 home)
     return subprocess.run(  # noqa: S603 (our own argv)
-        _as_postgres(cmd), capture_output=True, text=True, check=False
+        argv, capture_output=True, text=True, check=False, cwd="/"
     )
 
 
-def _chown_postgres(path: Path) -> None:
+def chown_postgres(path: Path) -> None:
     if os.geteuid() == 0:
         shutil.chown(path, "postgres", "postgres")
 
@@ -137,20 +138,20 @@ class TenantCluster:
     def is_running(self) -> bool:
         if not self.is_initialised():
             return False
-        status = _run([str(pg_bindir() / "pg_ctl"), "-D", str(self.data_dir), "status"])
+        status = run_as_postgres([str(pg_bindir() / "pg_ctl"), "-D", str(self.data_dir), "status"])
         return status.returncode == 0
 
     def init(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
-        _chown_postgres(self.data_dir)
+        chown_postgres(self.data_dir)
         with tempfile.NamedTemporaryFile("w", dir=self.data_dir.parent, delete=False) as fh:
             fh.write(self.password + "\n")
         pwfile = Path(fh.name)
         try:
             pwfile.chmod(0o600)
-            _chown_postgres(pwfile)
-            result = _run(
+            chown_postgres(pwfile)
+            result = run_as_postgres(
                 [
                     str(pg_bindir() / "initdb"),
                     "-D", str(self.data_dir),
@@ -178,7 +179,7 @@ class TenantCluster:
             main_conf.write_text(text + "\ninclude_if_exists = 'shardz.conf'\n")
         (self.data_dir / "pg_hba.conf").write_text(TENANT_HBA)
         for name in ("shardz.conf", "postgresql.conf", "pg_hba.conf"):
-            _chown_postgres(self.data_dir / name)
+            chown_postgres(self.data_dir / name)
 
     def start(self) -> None:
         """Initialise if needed and start if stopped; safe to call on a running cluster."""
@@ -187,7 +188,7 @@ class TenantCluster:
         self.write_config()
         if self.is_running():
             return
-        result = _run(
+        result = run_as_postgres(
             [
                 str(pg_bindir() / "pg_ctl"), "-D", str(self.data_dir),
                 "-l", str(self.log_file), "-w", "-t", "60", "start",
@@ -201,7 +202,9 @@ class TenantCluster:
 
     def stop(self, mode: str = "fast") -> None:
         if self.is_running():
-            _run([str(pg_bindir() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"])
+            run_as_postgres(
+                [str(pg_bindir() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"]
+            )
 
     def destroy(self) -> None:
         self.stop("immediate")

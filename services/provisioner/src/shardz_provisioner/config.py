@@ -19,8 +19,8 @@ class ProvisionerSettings(ServiceSettings):
     provisioning_timeout_seconds: float = 120.0
     reconcile_interval_seconds: float = 10.0
     deletion_poll_seconds: float = 1.0
+    # how soon a suspension or reactivation reaches the servers' logins
+    access_poll_seconds: float = 1.0
     metering_interval_seconds: float = 3600.0
     # concurrent DDL per cluster from one process; CREATE DATABASE mostly waits on I/O
     admin_pool_size: int = 10
-    # Test-only fault injection: exit the process at a saga step ("after_role", "after_ddl").
-    fault_injection: str | None = None

@@ -22,6 +22,14 @@ class UserDeleted(Event):
 
 
 @register
+class SigningKeyRevoked(Event):
+    """Every service stops accepting tokens signed with `kid` (CONTRACT section 9)."""
+
+    event_type = "signing_key.revoked"
+    kid: str
+
+
+@register
 class ApiKeyCreated(Event):
     event_type = "apikey.created"
     key_id: UUID

@@ -56,9 +56,9 @@ async def get_database(
 
 @router.post("/{database_id}/rotate-credentials", response_model=DatabaseWithPassword)
 async def rotate_credentials(
-    database_id: UUID, session: SessionDep, user: CurrentUser, registry: RegistryDep
+    database_id: UUID, sessions: SessionsDep, user: CurrentUser, registry: RegistryDep
 ) -> DatabaseWithPassword:
-    return await lifecycle.rotate(session, registry, user, database_id)
+    return await lifecycle.rotate(sessions, registry, user, database_id)
 
 
 @router.get("/{database_id}/usage", response_model=Usage)

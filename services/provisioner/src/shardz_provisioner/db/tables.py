@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -20,6 +21,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shardz_common.db import new_metadata
+from shardz_common.jobs import job_runs_table
 from shardz_common.outbox import inbox_table, outbox_table
 
 metadata = new_metadata()
@@ -73,6 +75,12 @@ class Database(Base):
     db_name: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
     role_name: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
     password: Mapped[bytes | None] = mapped_column(LargeBinary)  # Fernet-encrypted
+    # a rotation in flight: the new password, Fernet-encrypted, until the server has it
+    pending_password: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # the account's state changed and logins on the server must follow (lifecycle.apply_access)
+    access_pending: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=text("false")
+    )
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
     deleted_at: Mapped[datetime | None] = _ts(nullable=True)
@@ -85,6 +93,7 @@ class Database(Base):
             postgresql_where=text("status NOT IN ('deleted', 'deleting')"),
         ),
         Index("ix_databases_cluster_status", "cluster", "status"),
+        Index("ix_databases_access_pending", "id", postgresql_where=text("access_pending")),
         Index(
             "ix_databases_pending",
             "status",
@@ -106,3 +115,4 @@ class UsageSample(Base):
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+job_runs = job_runs_table(metadata)

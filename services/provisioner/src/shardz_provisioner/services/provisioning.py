@@ -9,7 +9,6 @@ is its own unit of work, so this use case owns its commits."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import UTC, datetime
 
@@ -32,6 +31,7 @@ from shardz_common.errors import (
 )
 from shardz_common.events import DatabaseProvisioned, DatabaseSuspended, DatabaseUsageReported
 from shardz_common.plans import Plan, get_plan
+from shardz_provisioner import faults
 from shardz_provisioner.config import ProvisionerSettings
 from shardz_provisioner.db.tables import Account, Cluster, Database
 from shardz_provisioner.domain import names
@@ -42,13 +42,6 @@ from shardz_provisioner.services.events import emit
 from shardz_provisioner.services.views import to_out
 
 log = structlog.get_logger(__name__)
-
-
-def _fault(settings: ProvisionerSettings, step: str) -> None:
-    """Test-only crash injection (PROVISIONER_FAULT_INJECTION): die like a killed process."""
-    if settings.fault_injection == step:
-        log.warning("fault injection: exiting", step=step)
-        os._exit(137)
 
 
 async def lock_account(session: AsyncSession, user_id: uuid.UUID) -> Account:
@@ -138,7 +131,7 @@ async def create(
     except BaseException:
         await _abandon(sessions, registry, db, ddl_may_have_run=True)
         raise
-    _fault(settings, "after_ddl")
+    faults.hit("after_ddl")
     # 3. ready + events, together -- unless the world moved on while the DDL ran: the
     # reconciler took the intent back, or the account was deleted or suspended meanwhile.
     async with sessions() as s, s.begin():
@@ -205,7 +198,7 @@ async def _run_ddl(
     verifier = await names.scram_verifier_async(password)
     async with registry.admin(db.cluster) as conn:
         await ddl.create_role(conn, db.role_name, verifier, limit)
-        _fault(settings, "after_role")
+        faults.hit("after_role")
         await ddl.create_database(conn, db.db_name, db.role_name)
         size, _ = await ddl.usage(conn, db.db_name)
     return size
