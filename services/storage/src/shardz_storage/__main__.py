@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
@@ -21,10 +20,6 @@ def main() -> None:
         app_factory="shardz_storage.main:create_app",
         worker_spec="shardz_storage.worker:spec",
     )
-    if sys.argv[1:] == ["migrate"]:
-        from shardz_storage.events.queues import declare
-
-        asyncio.run(declare(settings))
 
 
 if __name__ == "__main__":
