@@ -13,6 +13,11 @@ class StorageSettings(ServiceSettings):
     service_name: str = "storage"
     port: int = 8103
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/shardz_storage"
+    # Uploads hold a connection only for a statement at each end (the bytes flow without
+    # one), so a few per process go a long way; the control-plane server's connections are
+    # shared by every service replica.
+    db_pool_size: int = 4
+    db_max_overflow: int = 4
     # The S3-compatible object store (SeaweedFS locally, MinIO or any S3 elsewhere).
     s3_endpoint: str = "http://127.0.0.1:8333"
     s3_access_key: str = ""
