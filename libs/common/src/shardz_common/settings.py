@@ -23,6 +23,7 @@ class PlatformSettings(BaseSettings):
     identity_url: str = "http://127.0.0.1:8101"
     provisioner_url: str = "http://127.0.0.1:8102"
     billing_url: str = "http://127.0.0.1:8104"
+    storage_url: str = "http://127.0.0.1:8103"
     jwt_issuer: str = "smallshardz-identity"
     jwt_audience: str = "smallshardz"
     otlp_endpoint: str | None = None

@@ -15,6 +15,9 @@ KNOWN_SERVICES: dict[str, int] = {
     "billing": 8104,
     "terminal": 8105,
 }
+# Services that run a second API process, on their port plus this offset, behind the same
+# gateway upstream: the storage quota must hold across processes, not just inside one.
+SECOND_API_PORT_OFFSET: dict[str, int] = {"storage": 50}
 
 
 def repo_root() -> Path:
@@ -149,6 +152,7 @@ class StackConfig:
     def listen_ports(self) -> dict[str, int]:
         """Every TCP port this stack's own processes will listen on, by label."""
         ports = {f"{s} api": self.port(s) for s in self.services}
+        ports.update({f"{s} api 2": self.api_ports(s)[1] for s in self.second_api_services()})
         ports["gateway"] = self.gateway_port
         ports["s3"] = self.seaweed.s3
         ports["seaweed master"] = self.seaweed.master
@@ -161,6 +165,15 @@ class StackConfig:
 
     def port(self, service: str) -> int:
         return self.service_ports[service]
+
+    def second_api_services(self) -> list[str]:
+        return [s for s in self.services if s in SECOND_API_PORT_OFFSET]
+
+    def api_ports(self, service: str) -> list[int]:
+        """Every port an API process of `service` listens on (the gateway spreads over them)."""
+        port = self.port(service)
+        offset = SECOND_API_PORT_OFFSET.get(service)
+        return [port, port + offset] if offset and service in self.services else [port]
 
     def internal_url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.port(service)}"
