@@ -144,8 +144,8 @@ class StackConfig:
                 "PROVISIONER_STATEMENT_CEILING_SECONDS": "15",
                 # several stacks (and their extra processes) share one PostgreSQL whose
                 # max_connections is often Debian's 100: smaller pools per process
-                **{f"{s.upper()}_DB_POOL_SIZE": "4" for s in KNOWN_SERVICES},
-                **{f"{s.upper()}_DB_MAX_OVERFLOW": "6" for s in KNOWN_SERVICES},
+                **{f"{s.upper()}_DB_POOL_SIZE": "3" for s in KNOWN_SERVICES},
+                **{f"{s.upper()}_DB_MAX_OVERFLOW": "7" for s in KNOWN_SERVICES},
             },
         )
 
