@@ -114,7 +114,10 @@ def _raw(stack: RunningStack, request: bytes) -> tuple[int, dict[str, str], byte
         ("long uri", b"GET /v1/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: api.localhost\r\n\r\n",
          414, "uri_too_long"),
         ("huge header", b"GET /v1/users/me HTTP/1.1\r\nHost: api.localhost\r\nCookie: "
-         + b"c" * 70000 + b"\r\n\r\n", 431, "headers_too_large"),
+         + b"c" * 20000 + b"\r\n\r\n", 431, "headers_too_large"),
+        ("encoded nul", b"GET /v1/storage/objects/a%00b HTTP/1.1\r\nHost: api.localhost\r\n\r\n",
+         400, "bad_request"),
+        ("garbage", b"GARBAGE\r\n\r\n", 400, "bad_request"),
         ("terminal trace", b"TRACE /v1/terminal/x HTTP/1.1\r\nHost: terminal.localhost\r\n\r\n",
          405, "method_not_allowed"),
     ],
