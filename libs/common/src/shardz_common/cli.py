@@ -26,6 +26,7 @@ def run_cli(
     app_factory: str,
     worker_spec: str,
     extra: dict[str, Callable[[], None]] | None = None,
+    uvicorn_options: dict[str, object] | None = None,
 ) -> None:
     commands = ["migrate", "api", "worker", *(extra or {})]
     if len(argv) != 1 or argv[0] not in commands:
@@ -50,6 +51,7 @@ def run_cli(
             loop="uvloop",
             lifespan="on",
             log_config=None,
+            **(uvicorn_options or {}),  # type: ignore[arg-type]
         )
     elif cmd == "worker":
         from shardz_common.worker import WorkerSpec, run_worker
