@@ -84,6 +84,9 @@ class StackConfig:
     seaweed: SeaweedPorts = field(default_factory=SeaweedPorts)
     # A test stack starts from empty databases and an empty tenant cluster every session.
     fresh: bool = False
+    # API processes of a service beyond the first, each on the port plus 50 * n, behind the
+    # same gateway upstream (the test stack runs two terminals: its session cap is global).
+    extra_apis: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def dev(cls) -> StackConfig:
@@ -126,11 +129,15 @@ class StackConfig:
                 grpc_offset=10,
             ),
             fresh=True,
+            extra_apis={"terminal": 1},
         )
 
     def listen_ports(self) -> dict[str, int]:
         """Every TCP port this stack's own processes will listen on, by label."""
         ports = {f"{s} api": self.port(s) for s in self.services}
+        for s in self.services:
+            for n, port in enumerate(self.api_ports(s)[1:], 2):
+                ports[f"{s} api {n}"] = port
         ports["gateway"] = self.gateway_port
         ports["s3"] = self.seaweed.s3
         ports["seaweed master"] = self.seaweed.master
@@ -141,6 +148,11 @@ class StackConfig:
 
     def port(self, service: str) -> int:
         return self.service_ports[service]
+
+    def api_ports(self, service: str) -> list[int]:
+        """Every port an API process of `service` listens on; the first is `port(service)`."""
+        first = self.port(service)
+        return [first + 50 * n for n in range(self.extra_apis.get(service, 0) + 1)]
 
     def internal_url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.port(service)}"

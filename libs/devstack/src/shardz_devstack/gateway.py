@@ -39,9 +39,8 @@ def render(config: StackConfig) -> str:
     run_dir = config.data_dir / "nginx"
     upstreams = "\n".join(
         f"    upstream {name} {{\n"
-        f"        server 127.0.0.1:{config.port(name)};\n"
-        f"        keepalive 64;\n"
-        f"    }}"
+        + "".join(f"        server 127.0.0.1:{port};\n" for port in config.api_ports(name))
+        + "        keepalive 64;\n    }"
         for name in KNOWN_SERVICES
     )
     # The master runs as root here; workers drop to nobody and get the temp dirs chowned.

@@ -22,5 +22,7 @@ class ProvisionerSettings(ServiceSettings):
     metering_interval_seconds: float = 3600.0
     # concurrent DDL per cluster from one process; CREATE DATABASE mostly waits on I/O
     admin_pool_size: int = 10
+    # connections the terminal gateway's login role may hold on one database
+    terminal_connection_limit: int = 10
     # Test-only fault injection: exit the process at a saga step ("after_role", "after_ddl").
     fault_injection: str | None = None

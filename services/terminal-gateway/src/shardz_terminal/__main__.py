@@ -20,7 +20,7 @@ def main() -> None:
         app_factory="shardz_terminal.main:create_app",
         worker_spec="shardz_terminal.worker:spec",
         # uvicorn refuses bigger frames itself (close 1009) before they are buffered whole
-        uvicorn_options={"ws_max_size": settings.max_message_bytes, "ws": "websockets"},
+        uvicorn_options={"ws_max_size": settings.max_message_bytes, "ws": "websockets-sansio"},
     )
 
 

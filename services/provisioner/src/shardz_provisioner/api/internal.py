@@ -10,9 +10,10 @@ from shardz_common.auth import Principal, check_internal_secret
 from shardz_common.db import SessionDep
 from shardz_common.errors import AccountSuspended, NotFound
 from shardz_provisioner.db.tables import Account, Cluster
-from shardz_provisioner.deps import RegistryDep
+from shardz_provisioner.deps import RegistryDep, SettingsDep
+from shardz_provisioner.domain import names
 from shardz_provisioner.domain.models import SessionCredential, SessionCredentialRequest
-from shardz_provisioner.services.provisioning import get_owned
+from shardz_provisioner.services.provisioning import ensure_terminal_login, get_owned
 
 router = APIRouter(prefix="/internal", include_in_schema=False)
 
@@ -22,6 +23,7 @@ async def session_credential(
     body: SessionCredentialRequest,
     session: SessionDep,
     registry: RegistryDep,
+    settings: SettingsDep,
     request: Request,
     authorization: Annotated[str | None, Header()] = None,
 ) -> SessionCredential:
@@ -36,10 +38,15 @@ async def session_credential(
         raise NotFound("no such database")
     cluster = await session.get(Cluster, db.cluster)
     assert cluster is not None
+    # A platform-owned login that acts as the tenant's role: the tenant may change its own
+    # password (ALTER ROLE ... PASSWORD) without breaking the terminal.
+    async with registry.admin(cluster.name) as conn:
+        password = await ensure_terminal_login(conn, settings, db)
     return SessionCredential(
         host=cluster.host,
         port=cluster.port,
         database=db.db_name,
-        username=db.role_name,
-        password=registry.fernet.decrypt(db.password).decode(),
+        username=names.terminal_role_name(db.id),
+        password=password,
+        role=db.role_name,
     )

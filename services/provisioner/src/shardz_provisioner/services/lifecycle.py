@@ -130,6 +130,8 @@ async def set_suspended(
             await ddl.set_login(conn, db.role_name, not suspended)
             if suspended:
                 await ddl.terminate_sessions(conn, db.role_name)
+                # the terminal's login is enabled again by its next credential request
+                await ddl.disable_terminal_login(conn, names.terminal_role_name(db.id))
         db.status = "suspended" if suspended else "ready"
         db.updated_at = datetime.now(UTC)
         event = DatabaseSuspended if suspended else DatabaseResumed

@@ -20,6 +20,7 @@ from psycopg.generators import WAIT_R, WAIT_W, fetch, send
 from psycopg.pq.abc import PGresult
 
 from shardz_terminal.domain.render import DATETIMES, JsonValue, to_json
+from shardz_terminal.services.libpq import value_length
 
 ES = pq.ExecStatus
 QUERY_CANCELED = "57014"
@@ -143,6 +144,8 @@ class Executor:
         self.canceller = canceller or Canceller(conn)
         self._tx = Transformer(conn)
         self._loaders: dict[int, Callable[[bytes], Any]] = {}
+        # the largest value libpq received: its input buffer keeps that size afterwards
+        self.largest_value = 0
 
     def _load_datetime(self, oid: int, raw: bytes) -> Any:
         loader = self._loaders.get(oid)
@@ -251,20 +254,17 @@ class Executor:
             size = 2
             row: list[JsonValue] = []
             for c in range(nfields):
+                length = value_length(res, r, c)
+                if length > self.largest_value:
+                    self.largest_value = length
+                size += length + 3
+                if out._bytes + size > limits.max_bytes:
+                    # a value past the budget is never copied out of libpq's result
+                    out.truncated = True
+                    out.row_count += ntuples - r
+                    return
                 raw = res.get_value(r, c)
-                if raw is not None:
-                    size += len(raw) + 3
-                    if out._bytes + size > limits.max_bytes:
-                        # a value past the budget is not decoded at all; drop it now so
-                        # one huge value is held twice at most (libpq's copy and this one)
-                        del raw
-                        out.truncated = True
-                        out.row_count += ntuples - r
-                        return
-                    row.append(to_json(oids[c], raw, load if oids[c] in DATETIMES else None))
-                else:
-                    size += 5
-                    row.append(None)
+                row.append(to_json(oids[c], raw, load if oids[c] in DATETIMES else None))
             out._bytes += size
             out.rows.append(row)
             out.row_count += 1

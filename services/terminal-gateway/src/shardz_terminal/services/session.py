@@ -30,6 +30,9 @@ from shardz_terminal.services.metacommands import MetaCommands
 log = structlog.get_logger(__name__)
 QUEUE_DEPTH = 16
 DDL_PREFIXES = ("CREATE", "ALTER", "DROP", "\\")
+# libpq never shrinks its input buffer: after a value this large the connection is renewed
+# (outside a transaction), so the memory goes back.
+RENEW_AFTER_VALUE_BYTES = 8 * 1024 * 1024
 
 
 async def connect(cred: Credential) -> AsyncConnection[Any]:
@@ -208,6 +211,8 @@ class TerminalSession:
                 return
             finally:
                 self.running = False
+            if self.executor.largest_value > RENEW_AFTER_VALUE_BYTES:
+                await self._renew(msg.id)
             await self._send({"type": "done", "id": msg.id})
             self.history.add(
                 Entry(
@@ -223,6 +228,28 @@ class TerminalSession:
             self.current = None
             if saw_ddl:
                 await self._load_user_types()
+
+    async def _renew(self, msg_id: Any) -> None:
+        if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            return  # never lose the tenant's transaction; try again after a later message
+        try:
+            fresh = await connect(self.cred)
+        except psycopg.Error:
+            return
+        old, self.conn = self.conn, fresh
+        self.canceller.conn = fresh
+        self.meta.conn = fresh
+        self.executor = Executor(fresh, self.limits, self.canceller)
+        with contextlib.suppress(Exception):
+            await old.close()
+        await self._send(
+            {
+                "type": "notice",
+                "id": msg_id,
+                "message": "the connection was renewed to release the memory of a large value;"
+                " session settings, temporary tables and prepared statements were reset",
+            }
+        )
 
     async def _outcomes(self, sql: str) -> Any:
         if sql.lstrip().startswith("\\"):
