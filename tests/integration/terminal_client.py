@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import psycopg
 from websockets.asyncio.client import ClientConnection, connect
+
+from shardz_devstack.config import repo_root
 
 
 def ws_connect(
@@ -133,3 +140,38 @@ def files_named(root: str, name: str) -> list[str]:
         if name in files:
             found.append(os.path.join(dirpath, name))
     return found
+
+
+@contextlib.contextmanager
+def terminal_process(stack: Any, **env: str) -> Iterator[int]:
+    """An extra terminal API process with env overrides (e.g. a short statement timeout);
+    yields its port, reached directly rather than through the gateway."""
+    from tests.integration.helpers import free_port
+
+    port = free_port()
+    full = {**stack.prepared.process_env(), **env, "TERMINAL_PORT": str(port)}
+    with open(stack.log_dir / f"extra-terminal-{port}.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shardz_terminal", "api"],
+            env=full,
+            cwd=repo_root(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                        break
+                assert proc.poll() is None, "the terminal process exited"
+                assert time.monotonic() < deadline, "the terminal process is not ready"
+                time.sleep(0.2)
+            yield port
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -164,6 +164,8 @@ class Executor:
             pgconn.set_chunked_rows_mode(self.limits.batch_rows)
             canceller.reason = None
             canceller.busy = True
+            # One allowance for the whole message: the server flushes the results of a
+            # multi-statement text only at its end, so no statement's start is visible here.
             canceller.arm(self.limits.timeout_seconds)
             started = time.perf_counter()
             out = Outcome()
@@ -231,7 +233,6 @@ class Executor:
                     out = Outcome()
                     over_since = None
                     started = time.perf_counter()
-                    canceller.arm(self.limits.timeout_seconds)
             finally:
                 canceller.disarm()
                 canceller.busy = False
