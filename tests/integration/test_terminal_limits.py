@@ -17,9 +17,7 @@ async def owner(gateway):
     return user, db
 
 
-async def test_the_time_cap_holds_whatever_statement_timeout_the_session_set(
-    stack, owner
-) -> None:
+async def test_the_time_cap_holds_whatever_statement_timeout_the_session_set(stack, owner) -> None:
     user, db = owner
     with terminal_process(stack, TERMINAL_STATEMENT_TIMEOUT_SECONDS="1.5") as port:
         async with await Term.open(stack, db["id"], user["access_token"], port=port) as term:
