@@ -11,9 +11,12 @@ from typing import Any
 
 import pgspecial.dbcommands  # noqa: F401  (registers \d, \dt, \l ... with PGSpecial)
 from pgspecial.main import PGSpecial, parse_special_command
+import structlog
 from psycopg import AsyncConnection, Error
 
 from shardz_terminal.services.executor import Canceller, Outcome
+
+log = structlog.get_logger(__name__)
 
 # What runs: listings of the catalog and the display toggles of this session.
 ALLOWED = {
@@ -59,6 +62,7 @@ class BridgeCursor:
 
     def __init__(self, conn: AsyncConnection[Any], loop: asyncio.AbstractEventLoop) -> None:
         self.connection = conn  # pgspecial reads connection.info.server_version
+        self.adapters = conn.adapters  # and composes queries with this cursor as context
         self._loop = loop
         self.description: Any = None
         self.rowcount = -1
@@ -139,6 +143,9 @@ class MetaCommands:
                     command=command_of(text),
                 )
             ]
+        except Exception as exc:  # pgspecial's own failure (e.g. a pattern it cannot parse)
+            log.warning("meta-command failed", command=command_of(text), error=repr(exc))
+            return [Outcome(error=f"{command_of(text)} failed", command=command_of(text))]
         finally:
             self.canceller.disarm()
             self.canceller.busy = False
@@ -169,6 +176,8 @@ class MetaCommands:
             out.type_oids = [25] * len(out.columns)
             out.rows = [[_json(v) for v in row] for row in rows]
             out.row_count = len(out.rows)
+        if isinstance(status, str) and status.startswith("SELECT "):
+            status = None  # psql shows no command tag under a listing
         message = "\n".join(str(x) for x in (title, status) if x)
         if message:
             out.note = message

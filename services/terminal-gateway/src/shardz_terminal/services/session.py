@@ -209,6 +209,13 @@ class TerminalSession:
                 await self._send({"type": "done", "id": msg.id})
                 await self.close(protocol.CLOSE_INTERNAL, "database connection lost")
                 return
+            except Exception as exc:
+                # the connection's state is unknown after this: end the session cleanly
+                log.exception("query failed in the terminal", error=repr(exc))
+                await self._error(msg.id, "the terminal failed to run this; reconnect")
+                await self._send({"type": "done", "id": msg.id})
+                await self.close(protocol.CLOSE_INTERNAL, "internal error")
+                return
             finally:
                 self.running = False
             if self.executor.largest_value > RENEW_AFTER_VALUE_BYTES:
