@@ -10,8 +10,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pgspecial.dbcommands  # noqa: F401  (registers \d, \dt, \l ... with PGSpecial)
-from pgspecial.main import PGSpecial, parse_special_command
 import structlog
+from pgspecial.main import PGSpecial, parse_special_command
 from psycopg import AsyncConnection, Error
 
 from shardz_terminal.services.executor import Canceller, Outcome
