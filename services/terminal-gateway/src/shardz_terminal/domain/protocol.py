@@ -69,7 +69,7 @@ def fit(message: dict[str, Any], limit: int = MAX_SERVER_MESSAGE) -> str:
     while len(text.encode()) > limit:
         rows = message.get("rows") or []
         message["truncated"] = True
-        if len(message.get("text") or "") > 1024:
+        if len(message.get("text") or "") > 2048:
             message["text"] = message["text"][:1024] + "\n(output cut)"
         elif rows:
             message["rows"] = rows[: len(rows) // 2]
