@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,15 @@ GATEWAY_COMPOSE = ROOT / "deploy" / "gateway" / "nginx.compose.conf"
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
 
+
+def _service_name(pyproject: Path) -> str:
+    """`shardz-terminal` in services/terminal-gateway: the platform's name of a service is
+    its package's, not its folder's."""
+    return str(tomllib.loads(pyproject.read_text())["project"]["name"]).removeprefix("shardz-")
+
+
 SERVICES: dict[str, int] = {
-    p.parent.name: KNOWN_SERVICES[p.parent.name]
+    _service_name(p): KNOWN_SERVICES[_service_name(p)]
     for p in sorted((ROOT / "services").glob("*/pyproject.toml"))
 }
 # Settings a deployment must set even though they have a default (the default is for a
@@ -38,6 +46,9 @@ EXTRA_REQUIRED = {
     "identity": {"BOOTSTRAP_ADMIN_EMAIL", "BOOTSTRAP_ADMIN_PASSWORD"},
     "provisioner": {"TENANT_CLUSTERS"},
 }
+# Services that keep nothing secret in their database, so need no <PREFIX>SECRET_KEY (the
+# terminal holds a tenant credential in memory only, for one session).
+NO_SECRETS_AT_REST = {"terminal"}
 INTERNAL_SECRETS = {f.upper() for f in InternalSecrets.model_fields}
 # CONTRACT.md section 1: (host label, path, service). "dashboard" is the web app.
 CONTRACT_ROUTES = {
@@ -48,6 +59,7 @@ CONTRACT_ROUTES = {
     ("api", "/v1/databases", "provisioner"),
     ("api", "/v1/storage", "storage"),
     ("api", "/v1/billing", "billing"),
+    ("api", "/v1/terminal/history", "terminal"),
     ("terminal", "/v1/terminal/", "terminal"),
     ("dashboard", "/", "dashboard"),
 }
@@ -95,7 +107,7 @@ def required_env(service: str) -> set[str]:
         secretish = any(w in field for w in ("secret", "password", "key"))
         if secretish and isinstance(info.default, str) and info.default:
             names.add(p + field.upper())  # a built-in dev value must never reach a deployment
-        if field == "secret_key":
+        if field == "secret_key" and service not in NO_SECRETS_AT_REST:
             names.add(p + field.upper())  # the Fernet key of data at rest: no default works
     names |= {p + name for name in EXTRA_REQUIRED.get(service, set())}
     return names

@@ -20,6 +20,7 @@ class PlatformSettings(BaseSettings):
     free_plan_storage_bytes: int = 1_073_741_824
     identity_url: str = "http://127.0.0.1:8101"
     provisioner_url: str = "http://127.0.0.1:8102"
+    terminal_url: str = "http://127.0.0.1:8105"
     jwt_issuer: str = "smallshardz-identity"
     jwt_audience: str = "smallshardz"
     otlp_endpoint: str | None = None

@@ -42,9 +42,14 @@ async def session_credential(
     # password (ALTER ROLE ... PASSWORD) without breaking the terminal.
     async with registry.admin(cluster.name) as conn:
         password = await ensure_terminal_login(conn, settings, db)
+        # where the platform reaches the cluster (inside compose or a cluster network), not
+        # the public address users get
+        host, port = conn.info.host, conn.info.port
+    if host.startswith("/"):
+        host, port = cluster.host, cluster.port
     return SessionCredential(
-        host=cluster.host,
-        port=cluster.port,
+        host=host,
+        port=port,
         database=db.db_name,
         username=names.terminal_role_name(db.id),
         password=password,
