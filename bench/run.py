@@ -18,7 +18,10 @@ from common import Row, machine_note, markdown
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "which", nargs="?", default="all", choices=["auth", "events", "provisioning", "all"]
+        "which",
+        nargs="?",
+        default="all",
+        choices=["auth", "events", "provisioning", "terminal", "all"],
     )
     args = parser.parse_args()
     print(f"machine: {machine_note()}", flush=True)
@@ -37,6 +40,10 @@ def main() -> None:
         import provisioning_bench
 
         rows += provisioning_bench.run()
+    if args.which in ("terminal", "all"):
+        import terminal_bench
+
+        rows += terminal_bench.run()
     print(f"\nmachine after: {machine_note()}")
     print("\n" + markdown(rows))
 
