@@ -165,17 +165,7 @@ async def measure(stack) -> list[Row]:  # type: ignore[no-untyped-def]
     after = rss_mb(pid)
     for s in sessions:
         await s.ws.close()
-    conns = [
-        await psycopg.AsyncConnection.connect(
-            host=cred["host"],
-            port=cred["port"],
-            dbname=cred["database"],
-            user=cred["username"],
-            password=cred["password"],
-            autocommit=True,
-        )  # fmt: skip
-        for _ in range(SESSIONS)
-    ]
+    conns = [await direct_connection(cred) for _ in range(SESSIONS)]
     floor_load = await steady(lambda i: direct_select1(conns[i]), SESSIONS, SECONDS)
     for c in conns:
         await c.close()
