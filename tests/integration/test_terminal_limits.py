@@ -87,3 +87,23 @@ async def test_one_huge_value_is_answered_and_its_memory_released(stack, owner) 
         after = rss_mb(pid)
         assert after - baseline < 30, (baseline, after)
         assert (await term.one("select 2 as next"))["rows"] == [[2]]
+
+
+async def test_an_idle_session_is_closed_and_a_huge_message_refused(stack, owner) -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    user, db = owner
+    async with await Term.open(stack, db["id"], user["access_token"]) as term:
+        await term.ws.send(
+            '{"type": "query", "id": 1, "sql": "select 1 -- ' + "x" * 1_100_000 + '"}'
+        )
+        with pytest.raises(ConnectionClosed) as closed:
+            await term.answers(1, timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    with terminal_process(stack, TERMINAL_IDLE_TIMEOUT_SECONDS="1.5") as port:
+        async with await Term.open(stack, db["id"], user["access_token"], port=port) as term:
+            # a statement running longer than the idle timeout is not idleness
+            assert (await term.one("select pg_sleep(2), 1 as busy"))["type"] == "result"
+            with pytest.raises(ConnectionClosed) as closed:
+                await term.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408

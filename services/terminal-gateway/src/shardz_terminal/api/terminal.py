@@ -92,7 +92,12 @@ async def terminal(ws: WebSocket, database_id: str) -> None:
         await _close(ws, protocol.CLOSE_UNAVAILABLE, "the database service is not reachable")
         return
     registry: SessionRegistry = state.registry
-    session_id = await registry.claim(principal.id, db_id, principal.key_id)
+    try:
+        session_id = await registry.claim(principal.id, db_id, principal.key_id)
+    except psycopg.Error as exc:
+        log.warning("session slot not claimed", error=type(exc).__name__)
+        await _close(ws, protocol.CLOSE_UNAVAILABLE, "the terminal is busy; try again")
+        return
     if session_id is None:
         await _close(
             ws,

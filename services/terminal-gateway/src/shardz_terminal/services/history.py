@@ -20,6 +20,7 @@ log = structlog.get_logger(__name__)
 SQL_PREFIX_CHARS = 1024
 PURGE_LOCK = 7412105  # pg_try_advisory_xact_lock key of the history purge
 PAGE = 50
+MAX_PENDING = 100_000
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class HistoryWriter:
         self._task: asyncio.Task[None] | None = None
 
     def add(self, entry: Entry) -> None:
-        if len(self._pending) < 100_000:  # the database is away: shed rather than grow
+        if len(self._pending) < MAX_PENDING:  # the database is away: shed rather than grow
             self._pending.append(entry)
 
     def start(self) -> None:
@@ -83,8 +84,11 @@ class HistoryWriter:
                         for e in batch
                     ],
                 )
-        except psycopg.Error as exc:
-            log.warning("history not written", count=len(batch), error=type(exc).__name__)
+        except (psycopg.Error, OSError) as exc:
+            # kept for the next flush (the control plane may be briefly out of connections)
+            log.warning("history not written yet", count=len(batch), error=type(exc).__name__)
+            if len(batch) + len(self._pending) <= MAX_PENDING:
+                self._pending = batch + self._pending
 
 
 def encode_cursor(started_at: datetime, entry_id: int) -> str:
