@@ -32,7 +32,7 @@ def stack_config():  # type: ignore[no-untyped-def]
     from auth_bench import bench_stack_config
 
     return dataclasses.replace(
-        bench_stack_config(slot=7, name="bench-term"),
+        bench_stack_config(slot=9, name="bench-term"),
         services=("identity", "provisioner", "terminal"),
         extra_apis={},  # one terminal process: its memory is the sessions'
     )
