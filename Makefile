@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 UV ?= uv
-export PATH := $(HOME)/.local/bin:$(PATH)
+export PATH := $(HOME)/.local/share/shardz/bin:$(HOME)/.local/bin:$(PATH)
 
 .PHONY: help bootstrap dev migrate status test lint fmt typecheck bench
 
@@ -35,5 +35,6 @@ fmt: ## format and autofix
 typecheck: ## mypy --strict over libraries and services
 	$(UV) run mypy libs/common/src services/*/src libs/devstack/src
 
-bench: bootstrap ## run the benchmarks and print ratios against their floors
+bench: ## install wrk if missing, run the benchmarks and print ratios against their floors
+	@scripts/bootstrap.sh --bench
 	$(UV) run python bench/run.py

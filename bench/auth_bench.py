@@ -23,11 +23,15 @@ LOAD = Load(threads=1, connections=32, seconds=10, warmup_seconds=3)
 
 
 def bench_stack_config(slot: int = 5, name: str = "bench"):  # type: ignore[no-untyped-def]
-    """A test-like stack in a slot of its own (pytest sessions use slots 0-3)."""
+    """A test-like stack in a slot of its own (pytest sessions use slots 0-4), with the
+    services' default pool sizes (the test stacks shrink them)."""
     from shardz_devstack.config import StackConfig, state_root
 
+    base = StackConfig.test(slot=slot)
+    settings = {k: v for k, v in base.settings.items() if "_DB_" not in k}
     return dataclasses.replace(
-        StackConfig.test(slot=slot),
+        base,
+        settings=settings,
         name=name,
         data_dir=state_root() / name,
         db_prefix=f"shardz_{name.replace('-', '')}_",

@@ -1,4 +1,4 @@
-"""SmallShardz benchmarks: `uv run python bench/run.py [auth|events|provisioning|all]`.
+"""SmallShardz benchmarks: `uv run python bench/run.py [auth|events|provisioning|billing|all]`.
 
 Every figure is printed next to a floor measured in the same run on the same machine, and
 as a ratio; the last lines are a markdown table for the README."""
@@ -21,7 +21,7 @@ def main() -> None:
         "which",
         nargs="?",
         default="all",
-        choices=["auth", "events", "provisioning", "terminal", "all"],
+        choices=["auth", "events", "provisioning", "billing", "terminal", "all"],
     )
     args = parser.parse_args()
     print(f"machine: {machine_note()}", flush=True)
@@ -40,6 +40,10 @@ def main() -> None:
         import provisioning_bench
 
         rows += provisioning_bench.run()
+    if args.which in ("billing", "all"):
+        import billing_bench
+
+        rows += billing_bench.run()
     if args.which in ("terminal", "all"):
         import terminal_bench
 

@@ -125,11 +125,30 @@ def free_port() -> int:
 @contextlib.contextmanager
 def provisioner_process(stack: Any, command: str, **env: str) -> Iterator[subprocess.Popen[bytes]]:
     """An extra provisioner process (api or worker) on the test stack, with env overrides."""
+    with service_process(stack, "provisioner", command, **env) as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def faulty_provisioner(stack: Any, step: str, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A provisioner API that dies at saga step `step` (armed in-process by a launcher)."""
+    launcher = [str(repo_root() / "tests" / "integration" / "faulty_provisioner.py"), step]
+    with service_process(stack, "provisioner", "api", launcher=launcher, **env) as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def service_process(
+    stack: Any, service: str, command: str, launcher: list[str] | None = None, **env: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """An extra process (api or worker) of `service` on the test stack, with env overrides."""
     full = {**stack.prepared.process_env(), **env}
-    path = stack.log_dir / f"extra-{command}-{env.get('PROVISIONER_PORT', 'w')}.log"
+    port = env.get(f"{service.upper()}_PORT", "w")
+    path = stack.log_dir / f"extra-{service}-{command}-{port}.log"
+    entry = launcher or ["-m", f"shardz_{service}"]
     with open(path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shardz_provisioner", command],
+            [sys.executable, *entry, command],
             env=full,
             cwd=repo_root(),
             stdout=log,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import aio_pika
 import psycopg
 import pytest
 
 from shardz_common.testing.events import EventProbe
 from tests.integration.helpers import (
+    admin_token,
     assert_problem,
     bearer,
     create_db,
@@ -124,3 +126,54 @@ async def _consumed(stack, service: str, event_id: str) -> bool:
             await conn.execute("SELECT 1 FROM inbox WHERE event_id = %s", (event_id,))
         ).fetchone()
     return row is not None
+
+
+async def test_a_suspension_reaches_each_cluster_that_answers_and_the_others_when_they_return(
+    gateway, stack
+) -> None:
+    admin = await admin_token(gateway, stack.env)
+    user = await signup(gateway)
+    uid, token = user["user"]["id"], user["access_token"]
+    extra = stack.start_extra_cluster(index=3)
+    reg = {**extra.registration(), "name": "local-3", "capacity": 10}
+    assert (await gateway.post("/v1/clusters", json=reg, headers=bearer(admin))).status_code == 201
+    amqp = stack.env["PLATFORM_AMQP_URL"]
+    try:
+        away = await create_db(gateway, token, "away")  # the emptiest cluster: local-3
+        assert away["port"] == extra.port
+        await gateway.post("/v1/clusters/local-3/drain", headers=bearer(admin))
+        home = await create_db(gateway, token, "home")
+        assert home["port"] != extra.port
+        extra.stop()
+        async with EventProbe(amqp, keys="db.*") as probe:
+            await publish_event(amqp, "account.suspended", {"user_id": uid, "reason": "overdue"})
+            await probe.wait_for("db.suspended", lambda e: e["data"]["database_id"] == home["id"])
+            assert not await can_login(home["uri"])
+            # the account's state is recorded although one of its servers is down
+            new = await gateway.post("/v1/databases", json={"name": "x"}, headers=bearer(token))
+            assert_problem(new, 403, "account_suspended")
+            got = await gateway.get(f"/v1/databases/{away['id']}", headers=bearer(token))
+            assert got.json()["status"] == "ready"  # not applied there yet, and not claimed
+            extra.start()
+            await probe.wait_for(
+                "db.suspended", lambda e: e["data"]["database_id"] == away["id"], timeout=60
+            )
+        assert not await can_login(away["uri"])
+        got = await gateway.get(f"/v1/databases/{away['id']}", headers=bearer(token))
+        assert got.json()["status"] == "suspended"
+        # nothing was dead-lettered on the way
+        dead = await _queue_depth(amqp, "provisioner.account-suspended.dead")
+        assert dead == 0
+    finally:
+        extra.start()
+        await gateway.post("/v1/clusters/local-3/drain", headers=bearer(admin))
+
+
+async def _queue_depth(amqp: str, queue: str) -> int:
+    conn = await aio_pika.connect(amqp)
+    try:
+        channel = await conn.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.message_count or 0)
+    finally:
+        await conn.close()

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import psycopg
+import pytest
 
-from tests.integration.helpers import admin_token, assert_problem, bearer, create_db, signup
+from tests.integration.helpers import (
+    admin_token,
+    assert_problem,
+    bearer,
+    create_db,
+    signup,
+    wait_for,
+)
 
 
 async def clusters(gateway, token: str) -> dict[str, dict]:
@@ -86,3 +94,83 @@ async def test_placement_spreads_by_load_and_respects_draining_and_outages(gatew
         await gateway.post("/v1/clusters/local-2/drain", headers=bearer(admin))
         for db_id in ports:
             await gateway.delete(f"/v1/databases/{db_id}", headers=bearer(token))
+
+
+async def test_tenants_holding_every_connection_do_not_starve_the_platform(gateway, stack) -> None:
+    admin = await admin_token(gateway, stack.env)
+    # ten connections for tenants, fifteen kept for the platform's (superuser) admin pools
+    small = stack.start_extra_cluster(
+        index=4, settings={"max_connections": "25", "superuser_reserved_connections": "15"}
+    )
+    reg = {**small.registration(), "name": "local-4", "capacity": 10}
+    assert (await gateway.post("/v1/clusters", json=reg, headers=bearer(admin))).status_code == 201
+    before = await clusters(gateway, admin)
+    others = [n for n, c in before.items() if n != "local-4" and c["status"] == "active"]
+    hogs: list[psycopg.AsyncConnection] = []
+    tenant, other = await signup(gateway), await signup(gateway)
+    try:
+        for name in others:
+            await gateway.post(f"/v1/clusters/{name}/drain", headers=bearer(admin))
+        victim = await create_db(gateway, other["access_token"], "victim")
+        hoarded = [await create_db(gateway, tenant["access_token"], f"hog-{i}") for i in range(2)]
+        assert {d["port"] for d in [victim, *hoarded]} == {small.port}
+        # every connection tenants may hold on local-4 (the platform's own use some too)
+        for db in hoarded * 5:
+            try:
+                hogs.append(await psycopg.AsyncConnection.connect(db["uri"]))
+            except psycopg.OperationalError as exc:
+                assert "reserved" in str(exc)
+                break
+        with pytest.raises(psycopg.OperationalError, match="reserved"):
+            await psycopg.AsyncConnection.connect(victim["uri"], connect_timeout=5)
+        for name in others:
+            await gateway.post(f"/v1/clusters/{name}/activate", headers=bearer(admin))
+
+        # the worker's next check (every 2 s here) records it for placement
+        await wait_for(lambda: _seen_full(stack, "local-4"), timeout=30)
+        # the platform's own work on the full cluster goes through the reserved slots ...
+        rotated = await gateway.post(
+            f"/v1/databases/{victim['id']}/rotate-credentials",
+            headers=bearer(other["access_token"]),
+        )
+        assert rotated.status_code == 200, rotated.text
+        deleted = await gateway.delete(
+            f"/v1/databases/{victim['id']}", headers=bearer(other["access_token"])
+        )
+        assert deleted.status_code == 202
+
+        async def dropped() -> bool:
+            async with await psycopg.AsyncConnection.connect(small.admin_dsn) as conn:
+                row = await (
+                    await conn.execute(
+                        "SELECT 1 FROM pg_database WHERE datname = %s", (victim["database"],)
+                    )
+                ).fetchone()
+            return row is None
+
+        await wait_for(dropped, timeout=30)
+        # ... and a new database goes where it can take logins, not to the full cluster
+        fresh = await create_db(gateway, other["access_token"], "elsewhere")
+        assert fresh["port"] != small.port
+        async with await psycopg.AsyncConnection.connect(fresh["uri"]) as conn:
+            await conn.execute("SELECT 1")
+    finally:
+        for conn in hogs:
+            await conn.close()
+        for name in others:
+            await gateway.post(f"/v1/clusters/{name}/activate", headers=bearer(admin))
+        await gateway.post("/v1/clusters/local-4/drain", headers=bearer(admin))
+
+
+async def _seen_full(stack, name: str) -> bool:
+    """Whether the worker has recorded that tenants hold every connection they may there."""
+    async with await psycopg.AsyncConnection.connect(
+        stack.config.database_dsn("provisioner")
+    ) as conn:
+        row = await (
+            await conn.execute(
+                "SELECT live_connections >= connection_budget FROM clusters WHERE name = %s",
+                (name,),
+            )
+        ).fetchone()
+    return bool(row and row[0])

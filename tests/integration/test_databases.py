@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import psycopg
@@ -185,3 +186,51 @@ async def test_other_users_databases_are_not_found(gateway) -> None:
     assert (
         await gateway.get(f"/v1/databases/{db['id']}", headers=bearer(a["access_token"]))
     ).status_code == 200
+
+
+async def test_concurrent_deletions_announce_the_database_once(gateway, stack) -> None:
+    user = await signup(gateway)
+    token = user["access_token"]
+    created = await create_db(gateway, token, "twice")
+    answers = await asyncio.gather(
+        *(gateway.delete(f"/v1/databases/{created['id']}", headers=bearer(token)) for _ in range(5))
+    )
+    assert {r.status_code for r in answers} <= {202, 204, 404}, [r.text for r in answers]
+    async with await psycopg.AsyncConnection.connect(
+        stack.config.database_dsn("provisioner")
+    ) as conn:
+        row = await (
+            await conn.execute(
+                "SELECT count(*) FROM outbox WHERE type = 'db.deleted' AND body LIKE %s",
+                (f"%{created['id']}%",),
+            )
+        ).fetchone()
+    assert row == (1,)
+
+
+async def test_usage_history_starts_at_creation_and_is_the_owners_only(gateway, stack) -> None:
+    user = await signup(gateway)
+    token = user["access_token"]
+    created = await create_db(gateway, token, "charted")
+    history = await gateway.get(
+        f"/v1/databases/{created['id']}/usage/history", headers=bearer(token)
+    )
+    assert history.status_code == 200, history.text
+    items = history.json()["items"]
+    assert len(items) >= 1 and items[0]["size_bytes"] > 1_000_000
+    assert set(items[0]) == {"size_bytes", "connections", "measured_at"}
+    stamps = [i["measured_at"] for i in items]
+    assert stamps == sorted(stamps)
+    stranger = await signup(gateway)
+    assert_problem(
+        await gateway.get(
+            f"/v1/databases/{created['id']}/usage/history",
+            headers=bearer(stranger["access_token"]),
+        ),
+        404,
+        "not_found",
+    )
+    bad = await gateway.get(
+        f"/v1/databases/{created['id']}/usage/history?days=0", headers=bearer(token)
+    )
+    assert_problem(bad, 422, "validation_error")

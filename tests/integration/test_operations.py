@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import psycopg
 
@@ -47,6 +49,35 @@ async def test_the_worker_meters_every_database_it_holds(gateway, stack) -> None
                     "SELECT count(*) FROM usage_samples WHERE database_id = %s", (db["id"],)
                 )
             ).fetchone()
-        return row[0] >= 2
+        return row[0] >= 3  # the sample taken at creation, and the worker's two
 
     await wait_for(sampled, timeout=10)
+
+
+async def test_two_workers_meter_each_database_once_per_interval(gateway, stack) -> None:
+    user = await signup(gateway)
+    db = await create_db(gateway, user["access_token"])
+    dsn = stack.config.database_dsn("provisioner")
+
+    async def samples() -> int:
+        async with await psycopg.AsyncConnection.connect(dsn) as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT count(*) FROM usage_samples WHERE database_id = %s", (db["id"],)
+                )
+            ).fetchone()
+        return int(row[0])
+
+    env = {"PROVISIONER_METERING_INTERVAL_SECONDS": "2"}
+    with provisioner_process(stack, "worker", **env), provisioner_process(stack, "worker", **env):
+        # the sample taken at creation, then the first of these workers' metering
+        await wait_for(lambda: _at_least(samples, 2), timeout=30)
+        first = await samples()
+        await asyncio.sleep(6.5)
+        during = await samples() - first
+    # three or four intervals passed: one sample each, not one per worker
+    assert 2 <= during <= 4, during
+
+
+async def _at_least(count, n: int) -> bool:
+    return await count() >= n

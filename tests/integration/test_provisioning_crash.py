@@ -11,6 +11,7 @@ import pytest
 from tests.integration.helpers import (
     admin_token,
     bearer,
+    faulty_provisioner,
     free_port,
     provisioner_process,
     signup,
@@ -51,9 +52,7 @@ async def test_crash_mid_saga_converges_after_restart(
     user = await signup(gateway)
     uid, token = user["user"]["id"], user["access_token"]
     port = free_port()
-    with provisioner_process(
-        stack, "api", PROVISIONER_PORT=str(port), PROVISIONER_FAULT_INJECTION=step
-    ) as api:
+    with faulty_provisioner(stack, step, PROVISIONER_PORT=str(port)) as api:
         await wait_http(f"http://127.0.0.1:{port}/readyz")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as direct:
             with pytest.raises(httpx.HTTPError):  # the process dies mid-request
@@ -100,3 +99,59 @@ async def test_orphans_on_a_cluster_are_reported(gateway, stack) -> None:
             assert "shz_u_0000000000000000000000000000dead" in local["roles"]
         finally:
             await conn.execute("DROP ROLE shz_u_0000000000000000000000000000dead")
+
+
+async def test_no_environment_variable_arms_a_crash_point(gateway, stack) -> None:
+    user = await signup(gateway)
+    port = free_port()
+    env = {"PROVISIONER_PORT": str(port), "PROVISIONER_FAULT_INJECTION": "after_ddl"}
+    with provisioner_process(stack, "api", **env) as api:
+        await wait_http(f"http://127.0.0.1:{port}/readyz")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as direct:
+            made = await direct.post(
+                "/v1/databases", json={"name": "safe"}, headers=bearer(user["access_token"])
+            )
+        assert made.status_code == 201, made.text
+        assert api.poll() is None
+
+
+async def _logs_in(uri: str) -> bool:
+    try:
+        async with await psycopg.AsyncConnection.connect(uri, connect_timeout=5) as conn:
+            await conn.execute("SELECT 1")
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+async def test_a_rotation_that_dies_midway_leaves_the_stored_credential_working(
+    gateway, stack
+) -> None:
+    user = await signup(gateway)
+    token = user["access_token"]
+    made = await gateway.post("/v1/databases", json={"name": "keys"}, headers=bearer(token))
+    assert made.status_code == 201, made.text
+    db = made.json()
+    port = free_port()
+    with faulty_provisioner(stack, "rotation_after_ddl", PROVISIONER_PORT=str(port)) as api:
+        await wait_http(f"http://127.0.0.1:{port}/readyz")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as direct:
+            with pytest.raises(httpx.HTTPError):  # dies after the server took a new password
+                await direct.post(
+                    f"/v1/databases/{db['id']}/rotate-credentials", headers=bearer(token)
+                )
+        assert api.wait(10) == 137
+    assert not await _logs_in(db["uri"])  # the server holds a password nobody received
+    with provisioner_process(
+        stack,
+        "worker",
+        PROVISIONER_PROVISIONING_TIMEOUT_SECONDS="1",
+        PROVISIONER_RECONCILE_INTERVAL_SECONDS="0.5",
+    ):
+        await wait_for(lambda: _logs_in(db["uri"]), timeout=30)
+    rotated = await gateway.post(
+        f"/v1/databases/{db['id']}/rotate-credentials", headers=bearer(token)
+    )
+    assert rotated.status_code == 200, rotated.text
+    assert await _logs_in(rotated.json()["uri"])
+    assert not await _logs_in(db["uri"])

@@ -45,10 +45,10 @@ SERVICES: dict[str, int] = {
 EXTRA_REQUIRED = {
     "identity": {"BOOTSTRAP_ADMIN_EMAIL", "BOOTSTRAP_ADMIN_PASSWORD"},
     "provisioner": {"TENANT_CLUSTERS"},
+    "billing": {"PAYSTACK_SECRET_KEY"},
 }
-# Services that keep nothing secret in their database, so need no <PREFIX>SECRET_KEY (the
-# terminal holds a tenant credential in memory only, for one session).
-NO_SECRETS_AT_REST = {"terminal"}
+# Services that keep no secret at rest, so need no <PREFIX>SECRET_KEY (a Fernet key).
+NO_DATA_KEY = {"billing", "terminal"}
 INTERNAL_SECRETS = {f.upper() for f in InternalSecrets.model_fields}
 # CONTRACT.md section 1: (host label, path, service). "dashboard" is the web app.
 CONTRACT_ROUTES = {
@@ -107,7 +107,7 @@ def required_env(service: str) -> set[str]:
         secretish = any(w in field for w in ("secret", "password", "key"))
         if secretish and isinstance(info.default, str) and info.default:
             names.add(p + field.upper())  # a built-in dev value must never reach a deployment
-        if field == "secret_key" and service not in NO_SECRETS_AT_REST:
+        if field == "secret_key" and service not in NO_DATA_KEY:
             names.add(p + field.upper())  # the Fernet key of data at rest: no default works
     names |= {p + name for name in EXTRA_REQUIRED.get(service, set())}
     return names

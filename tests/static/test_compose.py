@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from shardz_common import unroutable
 from shardz_devstack.config import KNOWN_SERVICES
 from tests.static.deploy_support import (
     DOCKERFILE,
@@ -175,3 +176,21 @@ def test_compose_gateway_config_passes_nginx_t(tmp_path: Path) -> None:
         check=False,
     )
     assert check.returncode == 0, check.stderr
+
+
+def test_compose_keeps_unroutable_events_by_the_platforms_policy() -> None:
+    services = compose()["services"]
+    setup = services["rabbitmq-policies"]
+    script = setup["command"][-1]
+    url = re.search(r"http://rabbitmq:15672/api/policies/%2F/(\S+)", script)
+    assert url and url.group(1) == unroutable.POLICY_NAME
+    body = json.loads(script[script.index("-d '") + 4 : script.rindex("'")].replace("$$", "$"))
+    assert re.fullmatch(body["pattern"], "platform.events")
+    assert body["pattern"] == unroutable.POLICY_PATTERN
+    assert body["definition"] == unroutable.POLICY_DEFINITION
+    assert body["apply-to"] == "exchanges"
+    for name, svc in services.items():
+        if name.endswith("-migrate"):
+            assert svc["depends_on"]["rabbitmq-policies"]["condition"] == (
+                "service_completed_successfully"
+            ), name

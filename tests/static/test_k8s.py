@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from shardz_common import unroutable
 from tests.static.deploy_support import (
     CONTRACT_ROUTES,
     GATEWAY_TEMPLATE,
@@ -301,3 +302,15 @@ def test_kustomize_builds(overlay: str) -> None:
         assert all(ing["spec"].get("tls") for ing in by_kind["Ingress"])
     if overlay == "dev":
         assert min_replicas == {1}
+
+
+def test_prod_keeps_unroutable_events_by_the_platforms_policy() -> None:
+    prod = K8S / "overlays" / "prod"
+    assert "rabbitmq-policies.yaml" in kustomization(prod)["resources"]
+    [policy] = load_docs(prod / "rabbitmq-policies.yaml")
+    spec = policy["spec"]
+    assert policy["kind"] == "Policy" and spec["name"] == unroutable.POLICY_NAME
+    assert spec["pattern"] == unroutable.POLICY_PATTERN and spec["applyTo"] == "exchanges"
+    assert spec["definition"] == unroutable.POLICY_DEFINITION
+    clusters = {d["metadata"]["name"] for d in load_docs(prod / "rabbitmq-cluster.yaml")}
+    assert spec["rabbitmqClusterReference"]["name"] in clusters

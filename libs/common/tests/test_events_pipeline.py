@@ -1,21 +1,34 @@
-"""The event backbone against real PostgreSQL and RabbitMQ: outbox -> relay -> consumer."""
+"""The event backbone against real PostgreSQL and RabbitMQ: outbox -> relay -> consumer.
+Events are not lost to timing either: a worker that starts before the broker, a queue that
+does not exist yet, a handler that keeps failing while its queue goes on."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 
 import aio_pika
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shardz_common.consumers import Consumer, ConsumerRunner, consumer
-from shardz_common.events import UserCreated
+from shardz_common.consumers import (
+    Consumer,
+    ConsumerRunner,
+    consumer,
+    declare_queues,
+    queue_arguments,
+)
+from shardz_common.events import UserCreated, UserDeleted
 from shardz_common.outbox import add_event
 from shardz_common.relay import OutboxRelay
 from shardz_common.testing.tcpproxy import TcpProxy
+from shardz_common.unroutable import QUEUE as UNROUTABLE
+from shardz_common.unroutable import declare_unroutable, republish
+from shardz_devstack import rabbit
 
 
 def make_runner(db, broker, consumers, url=None, delivery_limit=5):
@@ -219,3 +232,158 @@ async def test_redelivered_event_id_applies_once_and_malformed_goes_to_dead_lett
     finally:
         await conn.close()
         await runner.close()
+
+
+async def test_a_savepoint_rollback_drops_only_the_events_staged_inside_it(events_db):
+    def stage(s: AsyncSession) -> str:
+        uid = uuid.uuid4()
+        add_event(s, events_db.outbox, UserCreated(user_id=uid, email=f"{uid}@x.io"), source="t")
+        return str(uid)
+
+    async with events_db.sessions() as s, s.begin():
+        before = stage(s)
+        with contextlib.suppress(RuntimeError):
+            async with s.begin_nested():
+                inside = stage(s)
+                async with s.begin_nested():
+                    deeper = stage(s)
+                raise RuntimeError("the savepoint rolls back")
+        async with s.begin_nested():
+            kept_inside = stage(s)  # a savepoint that is released keeps its events
+        after = stage(s)
+    async with events_db.sessions() as s:
+        bodies = (await s.execute(select(events_db.outbox.c.body))).scalars().all()
+    staged = {
+        uid for uid in (before, inside, deeper, kept_inside, after) if any(uid in b for b in bodies)
+    }
+    assert staged == {before, kept_inside, after}
+    assert len(bodies) == 3
+
+
+async def test_a_worker_started_before_the_broker_consumes_once_it_is_up(events_db, broker):
+    db = events_db
+    proxy = TcpProxy("127.0.0.1", 5672)
+    await proxy.start()
+    proxy.accepting = False  # the broker "is down": every connection is refused
+    url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/"
+    runner = make_runner(db, broker, [recording_consumer(db, f"{broker.prefix}.consumer")], url)
+    starting = asyncio.create_task(runner.start())
+    relay = asyncio.create_task(
+        OutboxRelay(db.engine, db.outbox, broker.url, broker.exchange).run()
+    )
+    try:
+        await asyncio.sleep(2.0)
+        assert not starting.done()  # still trying, not crashed
+        proxy.accepting = True
+        await asyncio.wait_for(starting, timeout=15)
+        await write_events(db, 5)
+        await wait_until(lambda: _at_least(db, 5))
+    finally:
+        relay.cancel()
+        starting.cancel()
+        await runner.close()
+        await proxy.close()
+
+
+async def test_a_failing_handler_does_not_hold_up_its_queue(events_db, broker):
+    db = events_db
+    name = f"{broker.prefix}.consumer"
+    applied_at: dict[str, float] = {}
+    poison = {uuid.uuid4(), uuid.uuid4()}  # as many as the queue has flushers
+
+    @consumer(name, UserCreated)
+    async def handler(event: UserCreated, session: AsyncSession) -> None:
+        if event.user_id in poison:
+            raise RuntimeError("this one always fails")
+        await session.execute(db.applied.insert().values(event_id=str(event.user_id)))
+        applied_at[str(event.user_id)] = time.monotonic()
+
+    runner = make_runner(db, broker, [handler], delivery_limit=20)
+    await runner.start()
+    relay = asyncio.create_task(
+        OutboxRelay(db.engine, db.outbox, broker.url, broker.exchange).run()
+    )
+    try:
+        for bad in poison:
+            async with db.sessions() as s, s.begin():
+                add_event(s, db.outbox, UserCreated(user_id=bad, email="p@x.io"), source="test")
+        await asyncio.sleep(4.0)  # the poison has failed a few times: its back-off grows
+        sent_at = time.monotonic()
+        ids = await write_events(db, 20, per_txn=1)
+        await wait_until(lambda: _at_least(db, 20), timeout=10)
+        slowest = max(applied_at[i] for i in ids) - sent_at
+        assert slowest < 1.0, f"the others waited {slowest:.2f}s behind the failing one"
+    finally:
+        relay.cancel()
+        await runner.close()
+
+
+@pytest.fixture
+async def vhost_of_today():
+    """A vhost holding what a broker running today's release has: `platform.events` without
+    arguments and a consumer queue with today's arguments."""
+    name = f"shardz-t-{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(rabbit.add_vhost, name)
+    url = rabbit.amqp_url("127.0.0.1", 5672, name)
+    conn = await aio_pika.connect(url)
+    ch = await conn.channel()
+    exchange = await ch.declare_exchange(
+        "platform.events", aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    queue = await ch.declare_queue(
+        "billing.user-created",
+        durable=True,
+        arguments=queue_arguments("billing.user-created", "platform.dlx", 5),
+    )
+    await queue.bind(exchange, routing_key="user.created")
+    await conn.close()
+    try:
+        yield url
+    finally:
+        await asyncio.to_thread(rabbit.delete_vhost, name)
+
+
+async def test_unroutable_events_are_kept_and_republished_once_a_queue_exists(
+    vhost_of_today, events_db
+):
+    url = vhost_of_today
+    db = events_db
+    conn = await aio_pika.connect(url)
+    ch = await conn.channel()
+    # what `migrate` declares now; no PRECONDITION_FAILED against today's declarations
+    await declare_unroutable(ch)
+
+    @consumer("billing.user-created", UserCreated)
+    async def same_as_today(event: UserCreated, session: AsyncSession) -> None: ...
+
+    await declare_queues(ch, [same_as_today], "platform.events", "platform.dlx", 5)
+    # a user.deleted that no service consumes yet, sent by the real relay (mandatory, confirmed)
+    uid = uuid.uuid4()
+    async with db.sessions() as s, s.begin():
+        add_event(s, db.outbox, UserDeleted(user_id=uid), source="test")
+    relay = asyncio.create_task(OutboxRelay(db.engine, db.outbox, url, "platform.events").run())
+    try:
+        kept = await ch.declare_queue(UNROUTABLE, passive=True)
+
+        async def arrived() -> bool:
+            q = await ch.declare_queue(UNROUTABLE, passive=True)
+            return (q.declaration_result.message_count or 0) == 1
+
+        await wait_until(arrived, timeout=10)
+    finally:
+        relay.cancel()
+    assert await count(db, db.outbox) == 1
+    # a later service binds its queue; the administrator republishes what waited
+    later = await ch.declare_queue(
+        "storage.user-deleted",
+        durable=True,
+        arguments=queue_arguments("storage.user-deleted", "platform.dlx", 5),
+    )
+    await later.bind("platform.events", routing_key="user.deleted")
+    assert await republish(url) == 1
+    message = await later.get(timeout=5)
+    assert json.loads(message.body)["data"]["user_id"] == str(uid)
+    await message.ack()
+    kept = await ch.declare_queue(UNROUTABLE, passive=True)
+    assert kept.declaration_result.message_count == 0
+    await conn.close()

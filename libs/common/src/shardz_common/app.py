@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aio_pika
 import httpx
+import structlog
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,12 +30,14 @@ from shardz_common.db import (
     make_sessionmaker,
 )
 from shardz_common.errors import install_error_handlers
+from shardz_common.events import SigningKeyRevoked
 from shardz_common.logging import configure_logging
 from shardz_common.middleware import MetricsMiddleware, RequestIdMiddleware
 from shardz_common.settings import ServiceSettings
 from shardz_common.telemetry import configure_tracing, fastapi_telemetry, instrument_engine
 
 Hook = Callable[[FastAPI], Any]
+log = structlog.get_logger(__name__)
 
 
 def default_authenticator(settings: ServiceSettings, client: httpx.AsyncClient) -> Authenticator:
@@ -109,13 +113,44 @@ def create_service_app(
 
 
 async def _connect_broker(app: FastAPI, url: str) -> None:
-    """Keep a broker connection for readiness; robust, so it reconnects by itself."""
+    """Keep a broker connection for readiness and for revocations; robust, so it reconnects
+    (and re-subscribes) by itself."""
     while True:
         try:
             app.state.broker = await aio_pika.connect_robust(url, reconnect_interval=1)
-            return
+            break
         except Exception:
             await asyncio.sleep(2)
+    while True:
+        try:
+            await _listen_for_key_revocations(app, app.state.broker)
+            return
+        except Exception:
+            log.warning("cannot subscribe to signing_key.revoked yet; retrying", exc_info=True)
+            await asyncio.sleep(2)
+
+
+async def _listen_for_key_revocations(app: FastAPI, connection: Any) -> None:
+    """Every API process hears `signing_key.revoked` on a queue of its own (exclusive, gone
+    with the process) and stops accepting that key's tokens at once."""
+    channel = await connection.channel()
+    exchange = await channel.declare_exchange(
+        app.state.settings.platform.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(exchange, routing_key=SigningKeyRevoked.event_type)
+
+    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        async with message.process(requeue=False):
+            try:
+                kid = SigningKeyRevoked.model_validate(json.loads(message.body)["data"]).kid
+            except (ValueError, KeyError, TypeError):
+                log.warning("malformed signing_key.revoked ignored")
+                return
+            app.state.authenticator.revoke_signing_key(kid)
+            log.warning("signing key revoked; its tokens are refused from now on", kid=kid)
+
+    await queue.consume(on_message)
 
 
 def _add_ops_routes(app: FastAPI) -> None:

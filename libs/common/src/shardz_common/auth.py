@@ -24,6 +24,7 @@ from shardz_common.errors import Forbidden, Unauthenticated, Unavailable
 log = structlog.get_logger(__name__)
 
 ALGORITHM = "EdDSA"
+STALE_RETRY_SECONDS = 5.0
 API_KEY_PREFIX = "shz_"
 
 
@@ -42,21 +43,43 @@ class Principal:
 class KeySource(Protocol):
     async def key_for(self, kid: str) -> Any: ...
 
+    def forget(self, kid: str) -> None:
+        """An emergency revocation: never trust `kid` again."""
+
 
 class JWKSKeySource:
-    """Keys from a JWKS URL, cached; an unknown kid triggers at most one refetch per interval."""
+    """Keys from a JWKS URL, cached; an unknown kid triggers at most one refetch per interval,
+    and the whole set is refetched once it is `max_age_seconds` old, so a key that identity
+    dropped (retired past its overlap) stops verifying within that time."""
 
-    def __init__(self, url: str, client: httpx.AsyncClient, min_refetch_seconds: float = 1.0):
+    def __init__(
+        self,
+        url: str,
+        client: httpx.AsyncClient,
+        min_refetch_seconds: float = 1.0,
+        max_age_seconds: float = 30.0,
+    ):
         self.url = url
         self.client = client
         self.min_refetch = min_refetch_seconds
+        self.max_age = max_age_seconds
         self._keys: dict[str, Any] = {}
+        self._revoked: set[str] = set()
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
 
+    def forget(self, kid: str) -> None:
+        self._revoked.add(kid)
+        self._keys.pop(kid, None)
+
     async def key_for(self, kid: str) -> Any:
+        if kid in self._revoked:
+            return None
         key = self._keys.get(kid)
         if key is not None:
+            if time.monotonic() - self._fetched_at > self.max_age:
+                await self._refresh_stale()
+                return self._keys.get(kid)
             return key
         # Single-flight and at most one fetch per interval: a flood of made-up kids cannot
         # hammer identity, while a freshly rotated key is picked up within the interval.
@@ -69,6 +92,18 @@ class JWKSKeySource:
                 if kid not in self._keys:
                     await self._refresh()
         return self._keys.get(kid)
+
+    async def _refresh_stale(self) -> None:
+        seen = self._fetched_at
+        async with self._lock:
+            if self._fetched_at != seen:
+                return  # another request refreshed meanwhile
+            try:
+                await self._refresh()
+            except Unavailable:
+                # identity is unreachable: keep verifying with what we know rather than
+                # refusing everyone, and try again in a few seconds
+                self._fetched_at = time.monotonic() - self.max_age + STALE_RETRY_SECONDS
 
     async def _refresh(self) -> None:
         self._fetched_at = time.monotonic()
@@ -83,7 +118,7 @@ class JWKSKeySource:
         for jwk in resp.json().get("keys", []):
             if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519" and "kid" in jwk:
                 keys[jwk["kid"]] = PyJWK(jwk, algorithm=ALGORITHM).key
-        self._keys = keys
+        self._keys = {kid: key for kid, key in keys.items() if kid not in self._revoked}
 
 
 class TokenVerifier:
@@ -105,22 +140,29 @@ class TokenVerifier:
         self.audience = audience
         self.cache_seconds = cache_seconds
         self.cache_size = cache_size
-        self._verified: dict[str, tuple[float, Principal]] = {}
+        # token -> (valid until, principal, kid)
+        self._verified: dict[str, tuple[float, Principal, str]] = {}
 
     async def verify(self, token: str) -> Principal:
         now = time.time()
         hit = self._verified.get(token)
         if hit is not None:
-            if hit[0] > now:
+            # still signed by a key we trust (a dropped or revoked key ends its tokens too)
+            if hit[0] > now and await self.keys.key_for(hit[2]) is not None:
                 return hit[1]
             del self._verified[token]
-        principal, exp = await self._verify(token)
+        principal, exp, kid = await self._verify(token)
         if len(self._verified) >= self.cache_size:
             self._verified.clear()
-        self._verified[token] = (min(exp, now + self.cache_seconds), principal)
+        self._verified[token] = (min(exp, now + self.cache_seconds), principal, kid)
         return principal
 
-    async def _verify(self, token: str) -> tuple[Principal, float]:
+    def revoke_key(self, kid: str) -> None:
+        """Stop accepting tokens signed with `kid`, including those verified already."""
+        self.keys.forget(kid)
+        self._verified = {t: hit for t, hit in self._verified.items() if hit[2] != kid}
+
+    async def _verify(self, token: str) -> tuple[Principal, float, str]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -141,7 +183,7 @@ class TokenVerifier:
                 leeway=5,
             )
             principal = Principal(id=UUID(claims["sub"]), role=str(claims.get("role", "user")))
-            return principal, float(claims["exp"])
+            return principal, float(claims["exp"]), header["kid"]
         except (jwt.PyJWTError, ValueError) as exc:
             raise Unauthenticated("invalid or expired token") from exc
 
@@ -203,6 +245,9 @@ class Authenticator:
     def __init__(self, tokens: TokenVerifier, api_keys: ApiKeyVerifier) -> None:
         self.tokens = tokens
         self.api_keys = api_keys
+
+    def revoke_signing_key(self, kid: str) -> None:
+        self.tokens.revoke_key(kid)
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:

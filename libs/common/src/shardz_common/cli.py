@@ -29,13 +29,20 @@ def run_cli(
     uvicorn_options: dict[str, object] | None = None,
 ) -> None:
     commands = ["migrate", "api", "worker", *(extra or {})]
-    if len(argv) != 1 or argv[0] not in commands:
+    # extra commands may take options of their own (they read them from sys.argv)
+    if not argv or argv[0] not in commands or (len(argv) > 1 and argv[0] not in (extra or {})):
         raise SystemExit(f"usage: {settings.service_name} {{{'|'.join(commands)}}}")
     cmd = argv[0]
     if cmd == "migrate":
         from shardz_common.migrate import upgrade
 
         upgrade(service_root, settings.database_url)
+        from shardz_common.worker import WorkerSpec, declare_topology
+
+        spec = _load(worker_spec)()
+        assert isinstance(spec, WorkerSpec)
+        # queues exist before any worker runs: events sent meanwhile wait in them
+        asyncio.run(declare_topology(spec))
     elif cmd == "api":
         import uvicorn
 

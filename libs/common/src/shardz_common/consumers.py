@@ -83,6 +83,37 @@ def queue_arguments(name: str, dead_letter_exchange: str, delivery_limit: int) -
     }
 
 
+async def declare_queues(
+    channel: Any,
+    consumers: Sequence[Consumer[Any]],
+    exchange_name: str,
+    dead_letter_exchange: str,
+    delivery_limit: int,
+) -> list[Any]:
+    """The exchanges, each consumer's queue and dead-letter queue, and their bindings. Run by
+    `migrate` too, so events published before the first worker starts are kept."""
+    exchange = await channel.declare_exchange(
+        exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    dlx = await channel.declare_exchange(
+        dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+    )
+    queues = []
+    for c in consumers:
+        dead = await channel.declare_queue(
+            f"{c.name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await dead.bind(dlx, routing_key=c.name)
+        queue = await channel.declare_queue(
+            c.name,
+            durable=True,
+            arguments=queue_arguments(c.name, dead_letter_exchange, delivery_limit),
+        )
+        await queue.bind(exchange, routing_key=c.routing_key)
+        queues.append(queue)
+    return queues
+
+
 class ConsumerRunner:
     def __init__(
         self,
@@ -113,26 +144,23 @@ class ConsumerRunner:
         )
 
     async def start(self) -> None:
-        self.connection = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1)
+        """Connect (retrying until the broker answers: a worker may start before it), declare
+        the queues and start consuming."""
+        delay = 0.5
+        while True:
+            try:
+                self.connection = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1)
+                break
+            except (OSError, aio_pika.exceptions.AMQPError) as exc:
+                log.warning("broker not reachable yet; retrying", error=repr(exc), in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=self.prefetch)
-        exchange = await channel.declare_exchange(
-            self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        queues = await declare_queues(
+            channel, self.consumers, self.exchange, self.dead_letter_exchange, self.delivery_limit
         )
-        dlx = await channel.declare_exchange(
-            self.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True
-        )
-        for c in self.consumers:
-            dead = await channel.declare_queue(
-                f"{c.name}.dead", durable=True, arguments={"x-queue-type": "quorum"}
-            )
-            await dead.bind(dlx, routing_key=c.name)
-            queue = await channel.declare_queue(
-                c.name,
-                durable=True,
-                arguments=queue_arguments(c.name, self.dead_letter_exchange, self.delivery_limit),
-            )
-            await queue.bind(exchange, routing_key=c.routing_key)
+        for c, queue in zip(self.consumers, queues, strict=True):
             await queue.consume(self._callback(c))
             log.info("consuming", queue=c.name, routing_key=c.routing_key)
 
@@ -248,13 +276,29 @@ class ConsumerRunner:
                 )
                 HANDLED.labels(c.name, "failed").inc()
                 # back off before handing it back, so a short outage (a database restart)
-                # does not burn through the delivery limit in milliseconds
-                await asyncio.sleep(min(0.25 * 2**attempts, 8.0))
-                await message.nack(requeue=True)
+                # does not burn through the delivery limit in milliseconds; the wait is its
+                # own task, so the queue's flushers go on with the other messages meanwhile
+                self._later(min(0.25 * 2**attempts, 8.0), lambda: message.nack(requeue=True))
                 return
         HANDLED.labels(c.name, "applied" if fresh else "duplicate").inc()
         self.after_commit([ce.id])
         await message.ack()
+
+    def _later(self, delay: float, action: Callable[[], Awaitable[None]]) -> None:
+        async def run() -> None:
+            await asyncio.sleep(delay)
+            await action()
+
+        task = asyncio.create_task(run())
+        self._tasks.append(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            # e.g. the channel closed meanwhile: the broker redelivers the message anyway
+            log.warning("delayed requeue failed", error=repr(task.exception()))
 
     def after_commit(self, event_ids: list[str]) -> None:
         """Called once the events' transaction committed (an observer hook, e.g. benches)."""

@@ -39,6 +39,8 @@ def make_engine(url: str, pool_size: int = 10, max_overflow: int = 10) -> AsyncE
         max_overflow=max_overflow,
         pool_pre_ping=False,
         pool_recycle=1800,
+        # errors and logs never carry bound values (password hashes, e-mails, verifiers)
+        hide_parameters=True,
         connect_args={"connect_timeout": 5},
     )
 

@@ -96,10 +96,21 @@ def add_event(
         "body": body,
         "traceparent": headers.get("traceparent"),
     }
-    pending: list[dict[str, Any]] = session.info.setdefault("outbox_rows", [])
-    pending.append(row)
+    # Each row remembers the savepoint it was staged in (None: the outer transaction), so
+    # rolling a savepoint back drops only what was staged inside it.
+    pending: list[tuple[Any, dict[str, Any]]] = session.info.setdefault("outbox_rows", [])
+    pending.append((session.sync_session.get_nested_transaction(), row))
     _install_flush_hook(session, outbox)
     return event_id
+
+
+def _within(staged_in: Any, transaction: Any) -> bool:
+    """Whether a row staged in savepoint `staged_in` belongs to `transaction` or below it."""
+    while staged_in is not None:
+        if staged_in is transaction:
+            return True
+        staged_in = staged_in.parent
+    return False
 
 
 def _install_flush_hook(session: AsyncSession, outbox: Table) -> None:
@@ -113,10 +124,19 @@ def _install_flush_hook(session: AsyncSession, outbox: Table) -> None:
 
     @sa_event.listens_for(sync, "before_commit")
     def _write(sess: Any) -> None:
-        rows = sess.info.pop("outbox_rows", [])
+        if sess.in_nested_transaction():
+            return  # a savepoint's release: written at the real commit, outside any savepoint
+        rows = [row for _, row in sess.info.pop("outbox_rows", [])]
         if rows:
             sess.execute(outbox.insert(), rows)
 
-    @sa_event.listens_for(sync, "after_rollback")
-    def _drop(sess: Any) -> None:
-        sess.info.pop("outbox_rows", None)
+    # after_rollback would fire for a savepoint too and lose the whole transaction's events
+    @sa_event.listens_for(sync, "after_soft_rollback")
+    def _drop(sess: Any, previous: Any) -> None:
+        if not previous.nested:
+            sess.info.pop("outbox_rows", None)
+            return
+        kept = [
+            (tx, row) for tx, row in sess.info.get("outbox_rows", []) if not _within(tx, previous)
+        ]
+        sess.info["outbox_rows"] = kept

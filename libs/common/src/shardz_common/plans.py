@@ -33,3 +33,17 @@ def _catalogue() -> dict[str, Plan]:
 def get_plan(plan_id: str, resource_type: str) -> Plan | None:
     plan = _catalogue().get(plan_id)
     return plan if plan is not None and plan.resource_type == resource_type else None
+
+
+def all_plans() -> list[Plan]:
+    """Every plan, in catalogue order (GET /v1/billing/plans, billing's invoice lines)."""
+    return list(_catalogue().values())
+
+
+def database_size_limit(plan_id: str, free_plan_size_bytes: int) -> int:
+    """Bytes a database on `plan_id` may hold: the free plan's comes from the platform's
+    setting (PLATFORM_FREE_PLAN_DATABASE_SIZE_BYTES), the others from the catalogue."""
+    plan = get_plan(plan_id, "database")
+    if plan is None or plan.is_free:
+        return free_plan_size_bytes
+    return int(plan.limits["size_bytes"])

@@ -18,9 +18,12 @@ class PlatformSettings(BaseSettings):
     dead_letter_exchange: str = "platform.dlx"
     free_plan_databases: int = 3
     free_plan_storage_bytes: int = 1_073_741_824
+    # the free database plan's size; past it a database turns read-only (CONTRACT section 10)
+    free_plan_database_size_bytes: int = 536_870_912
     identity_url: str = "http://127.0.0.1:8101"
     provisioner_url: str = "http://127.0.0.1:8102"
     terminal_url: str = "http://127.0.0.1:8105"
+    billing_url: str = "http://127.0.0.1:8104"
     jwt_issuer: str = "smallshardz-identity"
     jwt_audience: str = "smallshardz"
     otlp_endpoint: str | None = None

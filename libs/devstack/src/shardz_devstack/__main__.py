@@ -1,4 +1,4 @@
-"""CLI: `python -m shardz_devstack up|status|migrate|env|gateway-config|stop-tenant`."""
+"""CLI: `python -m shardz_devstack COMMAND` (`--help` lists them)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import argparse
 import os
 import sys
 
-from shardz_devstack import gateway
-from shardz_devstack.config import StackConfig
+from shardz_devstack import control, gateway
+from shardz_devstack.config import StackConfig, state_root
 from shardz_devstack.dev import main_dev, status, stop_tenant
 from shardz_devstack.stack import prepare
 
@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("env", help="print the services' environment (contains secrets)")
     sub.add_parser("gateway-config", help="render the nginx config and print its path")
     sub.add_parser("stop-tenant", help="stop the dev tenant Postgres cluster")
+    sub.add_parser("control-role", help="create the control-plane PostgreSQL role if needed")
     args = parser.parse_args(argv)
 
     config = StackConfig.dev()
@@ -38,6 +39,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "gateway-config":
         print(gateway.write_config(config))
+        return 0
+    if args.command == "control-role":
+        if config.control_dsn:
+            print("control plane: DEVSTACK_CONTROL_DSN is set; nothing to create")
+            return 0
+        path = control.credentials_file(state_root())
+        try:
+            control.ensure_role(path)
+        except RuntimeError as exc:
+            print(f"cannot set up the control plane: {exc}", file=sys.stderr)
+            return 1
+        print(f"control plane: role {control.ROLE!r} on 127.0.0.1:5432, credentials in {path}")
         return 0
     if args.command == "stop-tenant":
         stop_tenant(config)

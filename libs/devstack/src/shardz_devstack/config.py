@@ -81,12 +81,16 @@ class StackConfig:
     amqp_port: int = 5672
     amqp_vhost: str = "/"
     tenant_pg_port: int = 5433
+    # the local Paystack stand-in (started when BILLING_PAYSTACK_BASE_URL is unset)
+    paystack_port: int = 8190
     seaweed: SeaweedPorts = field(default_factory=SeaweedPorts)
     # A test stack starts from empty databases and an empty tenant cluster every session.
     fresh: bool = False
     # API processes of a service beyond the first, each on the port plus 50 * n, behind the
     # same gateway upstream (the test stack runs two terminals: its session cap is global).
     extra_apis: dict[str, int] = field(default_factory=dict)
+    # Settings this stack gives its services (the caller's environment still wins in dev).
+    settings: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def dev(cls) -> StackConfig:
@@ -120,6 +124,7 @@ class StackConfig:
             db_prefix=f"shardz_test{suffix}_",
             amqp_vhost=vhost or f"shardz-test-{os.urandom(4).hex()}",
             tenant_pg_port=15433 + shift,
+            paystack_port=18190 + shift,
             seaweed=SeaweedPorts(
                 s3=18333 + shift,
                 master=18334 + shift,
@@ -130,6 +135,19 @@ class StackConfig:
             ),
             fresh=True,
             extra_apis={"terminal": 1},
+            # every test signs its users up from 127.0.0.1; the limit's own test sets its own
+            settings={
+                "IDENTITY_SIGNUP_MAX_PER_ADDRESS_PER_HOUR": "1000000",
+                # a size limit a test can reach in seconds, checked often
+                "PLATFORM_FREE_PLAN_DATABASE_SIZE_BYTES": str(48 * 1024 * 1024),
+                "PROVISIONER_SIZE_CHECK_INTERVAL_SECONDS": "2",
+                "PROVISIONER_IDLE_TRANSACTION_CEILING_SECONDS": "15",
+                "PROVISIONER_STATEMENT_CEILING_SECONDS": "15",
+                # several stacks (and their extra processes) share one PostgreSQL whose
+                # max_connections is often Debian's 100: smaller pools per process
+                **{f"{s.upper()}_DB_POOL_SIZE": "4" for s in KNOWN_SERVICES},
+                **{f"{s.upper()}_DB_MAX_OVERFLOW": "6" for s in KNOWN_SERVICES},
+            },
         )
 
     def listen_ports(self) -> dict[str, int]:
@@ -144,6 +162,8 @@ class StackConfig:
         ports["seaweed volume"] = self.seaweed.volume
         ports["seaweed filer"] = self.seaweed.filer
         ports["seaweed admin"] = self.seaweed.admin
+        if "billing" in self.services:
+            ports["paystack stand-in"] = self.paystack_port
         return ports
 
     def port(self, service: str) -> int:
@@ -167,6 +187,10 @@ class StackConfig:
     @property
     def gateway_url(self) -> str:
         return f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def paystack_standin_url(self) -> str:
+        return f"http://127.0.0.1:{self.paystack_port}"
 
     @property
     def secrets_file(self) -> Path:

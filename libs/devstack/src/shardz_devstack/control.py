@@ -22,13 +22,13 @@ ROLE = "shardz"
 DSN_KEY = "DEVSTACK_CONTROL_DSN"
 
 # Idempotent: creates or updates the role; hands it the platform's databases that an older
-# set-up created as another role, so a fresh test stack can drop and recreate them.
+# set-up created as `postgres`, so a fresh test stack can drop and recreate them.
 SETUP_SQL = """\
 SELECT format('CREATE ROLE %I', '{role}')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') \\gexec
 ALTER ROLE {role} WITH LOGIN CREATEDB NOSUPERUSER PASSWORD '{password}';
 SELECT format('ALTER DATABASE %I OWNER TO %I', datname, '{role}') FROM pg_database
- WHERE datname LIKE 'shardz\\_%' AND pg_get_userbyid(datdba) <> '{role}' \\gexec
+ WHERE datname LIKE 'shardz\\_%' AND pg_get_userbyid(datdba) = 'postgres' \\gexec
 """
 
 
@@ -62,7 +62,7 @@ def create_role(password: str, port: int, socket_dir: str | None = None) -> None
     # The password travels on stdin, never in argv where `ps` would show it.
     script = SETUP_SQL.format(role=ROLE, password=password)
     done = subprocess.run(  # noqa: S603 (our own argv)
-        _as_postgres_user(argv), input=script, capture_output=True, text=True, check=False
+        _as_postgres_user(argv), input=script, capture_output=True, text=True, check=False, cwd="/"
     )
     if done.returncode != 0:
         raise RuntimeError(

@@ -37,6 +37,13 @@ def service_env(
         env[f"{upper}_PORT"] = str(config.port(service))
         env[f"{upper}_DATABASE_URL"] = control_database_url(config, service)
         env[f"PLATFORM_{upper}_URL"] = config.internal_url(service)
+    env.update(config.settings)
+    if "billing" in config.services and "BILLING_PAYSTACK_BASE_URL" not in (overrides or {}):
+        # no Paystack given: the local stand-in (started by `commands`) plays it
+        env["BILLING_PAYSTACK_BASE_URL"] = config.paystack_standin_url
+        env["BILLING_PAYSTACK_SECRET_KEY"] = secrets.get("DEVSTACK_PAYSTACK_SECRET_KEY", "")
     if overrides:
         env.update({k: v for k, v in overrides.items() if k in env})
+    if env.get("BILLING_PAYSTACK_BASE_URL") == config.paystack_standin_url:
+        env["PAYSTACK_STANDIN_SECRET_KEY"] = env["BILLING_PAYSTACK_SECRET_KEY"]
     return env

@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -17,10 +17,13 @@ from psycopg import sql
 MIN_PG_MAJOR = 15
 TENANT_SUPERUSER = "shardz_admin"
 
-# Tuned for bursts of CREATE DATABASE (each one ~15 MB of data + WAL).
+# Tuned for bursts of CREATE DATABASE (each one ~15 MB of data + WAL), and for a few hundred
+# mostly idle databases whose tenants cannot starve the platform: the admin pools (10 per
+# provisioner process) log in as a superuser and so use the reserved slots.
 TENANT_SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
-    "max_connections": "300",
+    "max_connections": "400",
+    "superuser_reserved_connections": "40",
     "shared_buffers": "128MB",
     "max_wal_size": "4GB",
     "checkpoint_timeout": "15min",
@@ -51,10 +54,12 @@ def pg_bindir() -> Path:
     """The PostgreSQL server binaries to run tenant clusters with: `DEVSTACK_PG_BIN`, else the
     newest `/usr/lib/postgresql/<major>/bin` with major >= 15, else `pg_config --bindir`."""
     configured = os.environ.get("DEVSTACK_PG_BIN")
-    if configured:
-        return Path(configured)
+    return Path(configured) if configured else find_bindir(Path("/usr/lib/postgresql"))
+
+
+def find_bindir(debian_root: Path) -> Path:
     candidates = sorted(
-        (p for p in Path("/usr/lib/postgresql").glob("*/bin") if _major(p) >= MIN_PG_MAJOR),
+        (p for p in debian_root.glob("*/bin") if _major(p) >= MIN_PG_MAJOR),
         key=_major,
         reverse=True,
     )
@@ -87,18 +92,17 @@ def ensure_databases(control_dsn: str, names: list[str], *, fresh: bool = False)
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def _as_postgres(cmd: list[str]) -> list[str]:
-    # initdb and postgres refuse to run as root; the Debian package provides this user.
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
-def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+def run_as_postgres(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a server binary as the cluster's owner: `postgres` when we are root (initdb and
+    postgres refuse root; the Debian package provides that user), otherwise ourselves."""
+    argv = ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+    # cwd "/": the postgres user may not be able to enter ours (a 0700 home)
     return subprocess.run(  # noqa: S603 (our own argv)
-        _as_postgres(cmd), capture_output=True, text=True, check=False
+        argv, capture_output=True, text=True, check=False, cwd="/"
     )
 
 
-def _chown_postgres(path: Path) -> None:
+def chown_postgres(path: Path) -> None:
     if os.geteuid() == 0:
         shutil.chown(path, "postgres", "postgres")
 
@@ -112,6 +116,7 @@ class TenantCluster:
     port: int
     password: str
     capacity: int = 500
+    settings: dict[str, str] = field(default_factory=dict)  # over TENANT_SETTINGS
 
     @property
     def admin_dsn(self) -> str:
@@ -137,20 +142,20 @@ class TenantCluster:
     def is_running(self) -> bool:
         if not self.is_initialised():
             return False
-        status = _run([str(pg_bindir() / "pg_ctl"), "-D", str(self.data_dir), "status"])
+        status = run_as_postgres([str(pg_bindir() / "pg_ctl"), "-D", str(self.data_dir), "status"])
         return status.returncode == 0
 
     def init(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
-        _chown_postgres(self.data_dir)
+        chown_postgres(self.data_dir)
         with tempfile.NamedTemporaryFile("w", dir=self.data_dir.parent, delete=False) as fh:
             fh.write(self.password + "\n")
         pwfile = Path(fh.name)
         try:
             pwfile.chmod(0o600)
-            _chown_postgres(pwfile)
-            result = _run(
+            chown_postgres(pwfile)
+            result = run_as_postgres(
                 [
                     str(pg_bindir() / "initdb"),
                     "-D", str(self.data_dir),
@@ -167,7 +172,7 @@ class TenantCluster:
             raise RuntimeError(f"initdb failed for {self.data_dir}:\n{result.stderr}")
 
     def write_config(self) -> None:
-        settings = dict(TENANT_SETTINGS, port=str(self.port))
+        settings = {**TENANT_SETTINGS, **self.settings, "port": str(self.port)}
         settings["unix_socket_directories"] = f"'{self.data_dir}'"
         (self.data_dir / "shardz.conf").write_text(
             "".join(f"{k} = {v}\n" for k, v in settings.items())
@@ -178,7 +183,7 @@ class TenantCluster:
             main_conf.write_text(text + "\ninclude_if_exists = 'shardz.conf'\n")
         (self.data_dir / "pg_hba.conf").write_text(TENANT_HBA)
         for name in ("shardz.conf", "postgresql.conf", "pg_hba.conf"):
-            _chown_postgres(self.data_dir / name)
+            chown_postgres(self.data_dir / name)
 
     def start(self) -> None:
         """Initialise if needed and start if stopped; safe to call on a running cluster."""
@@ -187,7 +192,7 @@ class TenantCluster:
         self.write_config()
         if self.is_running():
             return
-        result = _run(
+        result = run_as_postgres(
             [
                 str(pg_bindir() / "pg_ctl"), "-D", str(self.data_dir),
                 "-l", str(self.log_file), "-w", "-t", "60", "start",
@@ -201,7 +206,9 @@ class TenantCluster:
 
     def stop(self, mode: str = "fast") -> None:
         if self.is_running():
-            _run([str(pg_bindir() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"])
+            run_as_postgres(
+                [str(pg_bindir() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"]
+            )
 
     def destroy(self) -> None:
         self.stop("immediate")

@@ -25,6 +25,8 @@ def _generators() -> dict[str, Callable[[], str]]:
         "DEVSTACK_TENANT_PG_PASSWORD": _token,
         "STORAGE_S3_ACCESS_KEY": lambda: "SHZ" + secrets.token_hex(8).upper(),
         "STORAGE_S3_SECRET_KEY": _token,
+        # the local Paystack stand-in's secret key (billing's, unless the operator sets one)
+        "DEVSTACK_PAYSTACK_SECRET_KEY": lambda: "sk_test_" + secrets.token_hex(20),
     }
     for name in KNOWN_SERVICES:
         gens[f"{name.upper()}_INTERNAL_SECRET"] = _token

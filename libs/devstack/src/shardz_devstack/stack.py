@@ -31,7 +31,11 @@ class PreparedStack:
 
 
 def tenant_cluster(
-    config: StackConfig, secrets: Mapping[str, str], index: int = 1, port: int | None = None
+    config: StackConfig,
+    secrets: Mapping[str, str],
+    index: int = 1,
+    port: int | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> TenantCluster:
     """Cluster `local-<index>`; extra clusters default to the next ports after the first."""
     return TenantCluster(
@@ -39,14 +43,19 @@ def tenant_cluster(
         data_dir=config.tenant_dir(index),
         port=port if port is not None else config.tenant_pg_port + index - 1,
         password=secrets["DEVSTACK_TENANT_PG_PASSWORD"],
+        settings=dict(settings or {}),
     )
 
 
 def start_tenant_cluster(
-    config: StackConfig, secrets: Mapping[str, str], index: int = 1, port: int | None = None
+    config: StackConfig,
+    secrets: Mapping[str, str],
+    index: int = 1,
+    port: int | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> TenantCluster:
     """Initialise (fresh for a test stack) and start a tenant cluster; reuse a running one."""
-    cluster = tenant_cluster(config, secrets, index, port)
+    cluster = tenant_cluster(config, secrets, index, port, settings)
     if config.fresh:
         cluster.destroy()
     cluster.start()
@@ -123,4 +132,17 @@ def commands(stack: PreparedStack) -> dict[str, list[str]]:
             ]  # fmt: skip
     procs["gateway"] = gateway.nginx_command(stack.config)
     procs["s3"] = seaweed.weed_command(stack.config, stack.secrets)
+    if stack.env.get("PAYSTACK_STANDIN_SECRET_KEY"):
+        config = stack.config
+        procs["paystack"] = [
+            sys.executable,
+            "-m",
+            "shardz_devstack.paystack_standin",
+            "--port",
+            str(config.paystack_port),
+            "--webhook-url",
+            f"{config.gateway_url}/v1/billing/webhooks/paystack",
+            "--webhook-host",
+            f"api.{config.base_domain}",
+        ]
     return procs

@@ -8,6 +8,7 @@ Use from any conftest.py::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +26,7 @@ from shardz_devstack import rabbit
 from shardz_devstack.config import StackConfig, repo_root
 from shardz_devstack.dev import AlreadyRunning, instance_lock
 from shardz_devstack.postgres import TenantCluster, clusters_json
+from shardz_devstack.preflight import busy_ports
 from shardz_devstack.stack import PreparedStack, commands, prepare, start_tenant_cluster
 
 TEST_SLOTS = 5  # benchmarks use slots 5 and up
@@ -75,10 +78,13 @@ class RunningStack:
         path = self.log_dir / f"{name}.log"
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
-    def start_extra_cluster(self, index: int = 2, port: int | None = None) -> TenantCluster:
+    def start_extra_cluster(
+        self, index: int = 2, port: int | None = None, settings: dict[str, str] | None = None
+    ) -> TenantCluster:
         """Start an empty tenant cluster `local-<index>` (not registered with the provisioner:
-        its registration is `cluster.registration()`, stopped with the stack)."""
-        cluster = start_tenant_cluster(self.config, self.prepared.secrets, index, port)
+        its registration is `cluster.registration()`, stopped with the stack); `settings`
+        override postgresql.conf's."""
+        cluster = start_tenant_cluster(self.config, self.prepared.secrets, index, port, settings)
         self.prepared.clusters.append(cluster)
         return cluster
 
@@ -151,30 +157,39 @@ def _wait_ready(running: RunningStack) -> None:
                     raise TimeoutError(f"{url} not ready:\n{running.log_tail(name)}")
                 time.sleep(0.2)
     rabbit.wait_for_port("127.0.0.1", running.config.seaweed.s3, timeout=READY_TIMEOUT)
+    if "paystack" in running.processes:
+        rabbit.wait_for_port("127.0.0.1", running.config.paystack_port, timeout=READY_TIMEOUT)
 
 
 def _free_slot(exit_stack: contextlib.ExitStack) -> StackConfig:
-    """The first test slot no other pytest session holds; its lock joins `exit_stack`."""
+    """The first test slot no other pytest session holds and whose ports are free (another
+    user's stacks keep their locks elsewhere); its lock joins `exit_stack`."""
     for slot in range(TEST_SLOTS):
         config = StackConfig.test(slot)
-        try:
-            exit_stack.enter_context(instance_lock(config))
-        except AlreadyRunning:
-            continue
-        return config
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(instance_lock(config))
+            except AlreadyRunning:
+                continue
+            _kill_leftovers(config)
+            if busy_ports(config.listen_ports()):
+                continue
+            exit_stack.enter_context(held.pop_all())
+            return config
     raise AlreadyRunning(f"all {TEST_SLOTS} test stack slots are in use")
 
 
-def start_test_stack(config: StackConfig | None = None) -> RunningStack:
+def start_test_stack(config: StackConfig | None = None, **changes: Any) -> RunningStack:
     """Databases, vhost, tenant cluster, S3, gateway and every service, ready to answer.
-    Without a config it takes the first free test slot (see `StackConfig.test`)."""
+    Without a config it takes the first free test slot (see `StackConfig.test`), with
+    `changes` applied to it (e.g. `control_dsn=` for another control-plane server)."""
     exit_stack = contextlib.ExitStack()
-    if config is None:
-        config = _free_slot(exit_stack)
-    else:
-        exit_stack.enter_context(instance_lock(config))
     try:
-        _kill_leftovers(config)
+        if config is None:
+            config = dataclasses.replace(_free_slot(exit_stack), **changes)
+        else:
+            exit_stack.enter_context(instance_lock(config))
+            _kill_leftovers(config)
         prepared = prepare(config)
     except BaseException:
         exit_stack.close()

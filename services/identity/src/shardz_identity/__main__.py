@@ -1,4 +1,4 @@
-"""`python -m shardz_identity migrate|api|worker|rotate-signing-key`."""
+"""`python -m shardz_identity migrate|api|worker|rotate-signing-key [--revoke-old]`."""
 
 from __future__ import annotations
 
@@ -25,17 +25,28 @@ def main() -> None:
 
 def _rotate() -> None:
     from cryptography.fernet import Fernet
+    from sqlalchemy import select
 
     from shardz_common.db import make_engine, make_sessionmaker
     from shardz_identity.config import IdentitySettings
-    from shardz_identity.services.keyring import rotate
+    from shardz_identity.db.tables import SigningKey
+    from shardz_identity.services.keyring import revoke, rotate
 
     settings = IdentitySettings()
+    # --revoke-old: an emergency (a leaked key); every older key stops verifying everywhere
+    revoke_old = "--revoke-old" in sys.argv[2:]
 
     async def go() -> None:
+        fernet = Fernet(settings.fernet_key())
         engine = make_engine(settings.database_url)
         async with make_sessionmaker(engine)() as s, s.begin():
-            kid = await rotate(s, Fernet(settings.fernet_key()))
+            kid = await rotate(s, fernet)
+            if revoke_old:
+                old = select(SigningKey.kid).where(
+                    SigningKey.kid != kid, SigningKey.revoked_at.is_(None)
+                )
+                for other in (await s.execute(old)).scalars().all():
+                    await revoke(s, fernet, other)
         await engine.dispose()
         print(kid)
 

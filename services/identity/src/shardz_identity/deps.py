@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from shardz_identity.services.ratelimit import LoginLimiter
+from shardz_identity.services.ratelimit import LoginLimiter, SignupLimiter
 from shardz_identity.services.tokens import TokenService
 
 
@@ -18,6 +18,11 @@ def _limiter(request: Request) -> LoginLimiter:
     return limiter
 
 
+def _signup_limiter(request: Request) -> SignupLimiter:
+    limiter: SignupLimiter = request.app.state.signup_limiter
+    return limiter
+
+
 def client_address(request: Request) -> str:
     # uvicorn applies X-Forwarded-For only from the trusted gateway address.
     return request.client.host if request.client else "unknown"
@@ -25,4 +30,5 @@ def client_address(request: Request) -> str:
 
 TokensDep = Annotated[TokenService, Depends(_tokens)]
 LimiterDep = Annotated[LoginLimiter, Depends(_limiter)]
+SignupLimiterDep = Annotated[SignupLimiter, Depends(_signup_limiter)]
 AddressDep = Annotated[str, Depends(client_address)]

@@ -12,7 +12,7 @@ from shardz_identity.config import IdentitySettings
 from shardz_identity.services import api_keys as api_key_service
 from shardz_identity.services.bootstrap import bootstrap
 from shardz_identity.services.keyring import KeyRing
-from shardz_identity.services.ratelimit import LoginLimiter
+from shardz_identity.services.ratelimit import LoginLimiter, SignupLimiter
 from shardz_identity.services.tokens import TokenService
 
 
@@ -39,14 +39,24 @@ def create_app(settings: IdentitySettings | None = None) -> FastAPI:
         keyring = KeyRing(app.state.sessionmaker, fernet, settings.signing_key_overlap_seconds)
         app.state.keyring = keyring
         app.state.tokens = TokenService(keyring, settings)
-        app.state.limiter = LoginLimiter(settings)
+        app.state.limiter = LoginLimiter(settings, app.state.sessionmaker)
+        app.state.signup_limiter = SignupLimiter(settings, app.state.sessionmaker)
 
     def authenticator(app: FastAPI) -> Authenticator:
         p = settings.platform
 
         class _Keys:
+            def __init__(self) -> None:
+                self.revoked: set[str] = set()
+
             async def key_for(self, kid: str) -> object:
+                if kid in self.revoked:
+                    return None
                 return await app.state.keyring.key_for(kid)
+
+            def forget(self, kid: str) -> None:
+                self.revoked.add(kid)
+                app.state.keyring.invalidate()
 
         return Authenticator(
             TokenVerifier(_Keys(), p.jwt_issuer, p.jwt_audience),

@@ -6,21 +6,21 @@ from shardz_common.worker import Periodic, WorkerSpec
 from shardz_identity.config import IdentitySettings
 from shardz_identity.db.tables import inbox, outbox
 from shardz_identity.events.handlers import CONSUMERS
-from shardz_identity.services.ratelimit import LoginLimiter
+from shardz_identity.services import oauth, ratelimit
 
 
 def spec(settings: IdentitySettings | None = None) -> WorkerSpec:
     settings = settings or IdentitySettings()
-    limiter = LoginLimiter(settings)
 
-    async def prune_login_failures(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async def prune_abuse_records(sessions: async_sessionmaker[AsyncSession]) -> None:
         async with sessions() as s, s.begin():
-            await limiter.prune(s)
+            await ratelimit.prune(s, settings)
+            await oauth.prune_states(s, settings)
 
     return WorkerSpec(
         settings=settings,
         outbox=outbox,
         inbox=inbox,
         consumers=CONSUMERS,
-        jobs=[Periodic("prune-login-failures", 600, prune_login_failures)],
+        jobs=[Periodic("prune-abuse-records", 600, prune_abuse_records)],
     )

@@ -201,26 +201,105 @@ async def test_second_sign_in_reuses_the_user(stack: Stack, provider: op.OAuthPr
     assert first.json()["refresh_token"] != second.json()["refresh_token"]
 
 
-async def test_verified_email_links_an_existing_password_account(
+async def test_an_existing_account_is_never_taken_over_by_a_social_sign_in(
     stack: Stack, provider: op.OAuthProvider
 ) -> None:
+    # Whoever controls a provider account with this e-mail must not get into (or lock the
+    # owner out of) the account that already has it: 409, and nothing of it changes.
     provider.github_account = account = new_account()
     signup = await stack.api.post(
         "/v1/auth/signup", json={"email": account.email, "password": "correct horse battery"}
     )
     assert signup.status_code == 201
     resp = await sign_in(stack.api, "github")
-    assert resp.status_code == 200
-    assert resp.json()["user"]["id"] == signup.json()["user"]["id"]
-    # the unproven password (maybe set by someone else) and its sessions no longer work
+    assert_problem(resp, 409, "conflict")
+    assert "/v1/auth/oauth/github/link" in resp.json()["detail"]
     login = await stack.api.post(
         "/v1/auth/login", json={"email": account.email, "password": "correct horse battery"}
     )
-    assert_problem(login, 401, "unauthenticated")
-    stale = await stack.api.post(
+    assert login.status_code == 200
+    still = await stack.api.post(
         "/v1/auth/refresh", json={"refresh_token": signup.json()["refresh_token"]}
     )
-    assert_problem(stale, 401, "unauthenticated")
+    assert still.status_code == 200
+    assert await count(stack.db, "SELECT count(*) FROM oauth_links WHERE subject = :s",
+                       s=account.subject) == 0  # fmt: skip
+
+
+async def test_the_signed_in_owner_links_a_provider(
+    stack: Stack, provider: op.OAuthProvider
+) -> None:
+    provider.github_account = account = new_account()
+    signup = await stack.api.post(
+        "/v1/auth/signup", json={"email": account.email, "password": "correct horse battery"}
+    )
+    token = signup.json()["access_token"]
+    unauthenticated = await stack.api.post("/v1/auth/oauth/github/link")
+    assert_problem(unauthenticated, 401, "unauthenticated")
+    started = await stack.api.post(
+        "/v1/auth/oauth/github/link", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert started.status_code == 200, started.text
+    async with httpx.AsyncClient(trust_env=False) as browser:
+        approved = await browser.get(started.json()["authorization_url"])
+    back = httpx.URL(approved.headers["location"])
+    linked = await stack.api.get(back.path, params=back.params)
+    assert linked.status_code == 200, linked.text
+    assert linked.json()["user"]["id"] == signup.json()["user"]["id"]
+    # from now on GitHub signs the owner in, and the password keeps working
+    again = await sign_in(stack.api, "github")
+    assert again.json()["user"]["id"] == signup.json()["user"]["id"]
+    login = await stack.api.post(
+        "/v1/auth/login", json={"email": account.email, "password": "correct horse battery"}
+    )
+    assert login.status_code == 200
+
+
+async def test_an_identity_linked_to_one_account_cannot_be_linked_to_another(
+    stack: Stack, provider: op.OAuthProvider
+) -> None:
+    provider.github_account = new_account()
+    first = await sign_in(stack.api, "github")
+    assert first.status_code == 200
+    other = await stack.api.post(
+        "/v1/auth/signup",
+        json={"email": f"other{uuid.uuid4().hex[:8]}@example.com", "password": "0123456789"},
+    )
+    started = await stack.api.post(
+        "/v1/auth/oauth/github/link",
+        headers={"Authorization": f"Bearer {other.json()['access_token']}"},
+    )
+    async with httpx.AsyncClient(trust_env=False) as browser:
+        approved = await browser.get(started.json()["authorization_url"])
+    back = httpx.URL(approved.headers["location"])
+    assert_problem(await stack.api.get(back.path, params=back.params), 409, "conflict")
+    again = await sign_in(stack.api, "github")
+    assert again.json()["user"]["id"] == first.json()["user"]["id"]
+
+
+async def test_a_callback_from_another_browser_is_refused(
+    stack: Stack, provider: op.OAuthProvider
+) -> None:
+    # Login CSRF: the attacker starts a sign-in with their own account and makes the victim's
+    # browser open the callback URL. A leaked callback URL is the same attack in reverse.
+    provider.github_account = new_account()
+    back = await to_callback(stack.api, "github")  # the attacker's browser has the cookie
+    transport = httpx.ASGITransport(app=stack.app)
+    async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as victim:
+        no_cookie = await victim.get(back.path, params=back.params)
+        assert_problem(no_cookie, 401, "unauthenticated")
+        assert "access_token" not in no_cookie.text
+    back = await to_callback(stack.api, "github")
+    async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as victim:
+        own = await victim.get("/v1/auth/oauth/github/authorize")  # its own, other cookie
+        assert own.status_code == 302 and victim.cookies.get("shz_oauth")
+        attributes = own.headers["set-cookie"].lower()
+        assert "httponly" in attributes and "samesite=lax" in attributes
+        assert "path=/v1/auth/oauth" in attributes
+        other_cookie = await victim.get(back.path, params=back.params)
+        assert_problem(other_cookie, 401, "unauthenticated")
+    cookie = stack.api.cookies.get("shz_oauth")
+    assert cookie and len(cookie) >= 32
 
 
 async def test_github_account_without_verified_primary_email_is_refused(

@@ -19,10 +19,19 @@ class ProvisionerSettings(ServiceSettings):
     provisioning_timeout_seconds: float = 120.0
     reconcile_interval_seconds: float = 10.0
     deletion_poll_seconds: float = 1.0
+    # how soon a suspension or reactivation reaches the servers' logins
+    access_poll_seconds: float = 1.0
     metering_interval_seconds: float = 3600.0
+    # how often every database's size is checked against its plan (read-only past it)
+    size_check_interval_seconds: float = 60.0
+    # most databases are idle: their plans may promise this many times a cluster's tenant
+    # connections (max_connections less the reserved slots) before it takes no more
+    connection_overcommit: float = 10.0
+    # a tenant transaction idle this long is ended, whatever its session set
+    idle_transaction_ceiling_seconds: float = 3600.0
+    # a tenant statement running this long is cancelled, whatever its statement_timeout
+    statement_ceiling_seconds: float = 3600.0
     # concurrent DDL per cluster from one process; CREATE DATABASE mostly waits on I/O
     admin_pool_size: int = 10
     # connections the terminal gateway's login role may hold on one database
     terminal_connection_limit: int = 10
-    # Test-only fault injection: exit the process at a saga step ("after_role", "after_ddl").
-    fault_injection: str | None = None

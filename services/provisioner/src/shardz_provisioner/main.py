@@ -4,7 +4,7 @@ from cryptography.fernet import Fernet
 from fastapi import FastAPI
 
 from shardz_common.app import create_service_app
-from shardz_provisioner.api import clusters, databases, internal
+from shardz_provisioner.api import clusters, databases, internal, internal_databases
 from shardz_provisioner.config import ProvisionerSettings
 from shardz_provisioner.services.clusters import ClusterRegistry
 
@@ -26,7 +26,7 @@ def create_app(settings: ProvisionerSettings | None = None) -> FastAPI:
     return create_service_app(
         settings,
         title="SmallShardz provisioner",
-        routers=[databases.router, clusters.router, internal.router],
+        routers=[databases.router, clusters.router, internal.router, internal_databases.router],
         on_startup=startup,
         on_shutdown=shutdown,
     )

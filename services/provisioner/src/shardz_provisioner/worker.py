@@ -5,9 +5,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shardz_common.worker import Periodic, WorkerSpec
 from shardz_provisioner.config import ProvisionerSettings
-from shardz_provisioner.db.tables import inbox, outbox
+from shardz_provisioner.db.tables import inbox, job_runs, outbox
 from shardz_provisioner.events.handlers import consumers
-from shardz_provisioner.services import reconciler
+from shardz_provisioner.services import lifecycle, reconciler, sizes
 from shardz_provisioner.services.clusters import ClusterRegistry
 
 
@@ -28,11 +28,25 @@ def spec(settings: ProvisionerSettings | None = None) -> WorkerSpec:
         await reconciler.rollback_stale_intents(
             sessions, registry, settings.provisioning_timeout_seconds
         )
+        await reconciler.settle_rotations(sessions, registry, settings.provisioning_timeout_seconds)
         await reconciler.find_orphans(sessions, registry)
 
     async def delete(sessions: async_sessionmaker[AsyncSession]) -> None:
         while await reconciler.finish_deletions(sessions, registry):
             pass
+
+    async def apply_access(sessions: async_sessionmaker[AsyncSession]) -> None:
+        while await lifecycle.apply_access(sessions, registry):
+            pass
+
+    async def enforce_sizes(sessions: async_sessionmaker[AsyncSession]) -> None:
+        await sizes.enforce(
+            sessions,
+            registry,
+            settings.platform.free_plan_database_size_bytes,
+            settings.idle_transaction_ceiling_seconds,
+            settings.statement_ceiling_seconds,
+        )
 
     async def meter(sessions: async_sessionmaker[AsyncSession]) -> None:
         await reconciler.meter(sessions, registry)
@@ -47,6 +61,12 @@ def spec(settings: ProvisionerSettings | None = None) -> WorkerSpec:
         jobs=[
             Periodic("reconcile", settings.reconcile_interval_seconds, reconcile),
             Periodic("finish-deletions", settings.deletion_poll_seconds, delete),
-            Periodic("meter-usage", settings.metering_interval_seconds, meter),
+            Periodic("apply-access", settings.access_poll_seconds, apply_access),
+            Periodic(
+                "enforce-sizes", settings.size_check_interval_seconds, enforce_sizes, singleton=True
+            ),
+            # one report per database and interval, however many workers run
+            Periodic("meter-usage", settings.metering_interval_seconds, meter, singleton=True),
         ],
+        job_runs=job_runs,
     )

@@ -22,6 +22,14 @@ class UserDeleted(Event):
 
 
 @register
+class SigningKeyRevoked(Event):
+    """Every service stops accepting tokens signed with `kid` (CONTRACT section 9)."""
+
+    event_type = "signing_key.revoked"
+    kid: str
+
+
+@register
 class ApiKeyCreated(Event):
     event_type = "apikey.created"
     key_id: UUID
@@ -50,6 +58,18 @@ class DatabaseDeleted(Event):
     event_type = "db.deleted"
     database_id: UUID
     user_id: UUID
+
+
+@register
+class DatabasePlanChanged(Event):
+    """A database moved to another plan (PATCH /v1/databases/{id}); its new limits apply."""
+
+    event_type = "db.plan_changed"
+    database_id: UUID
+    user_id: UUID
+    plan: str
+    previous_plan: str
+    changed_at: datetime
 
 
 @register
@@ -82,6 +102,17 @@ class StorageUsageReported(Event):
     used_bytes: int
     object_count: int
     measured_at: datetime
+
+
+@register
+class StoragePlanChanged(Event):
+    """A storage space moved to another plan (PATCH /v1/storage)."""
+
+    event_type = "storage.plan_changed"
+    user_id: UUID
+    plan: str
+    previous_plan: str
+    changed_at: datetime
 
 
 @register

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from shardz_common.auth import CurrentUser
 from shardz_common.db import SessionDep
@@ -13,8 +13,11 @@ router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
 
 
 @router.post("", status_code=201, response_model=ApiKeyCreated)
-async def create_key(body: ApiKeyCreate, session: SessionDep, user: CurrentUser) -> ApiKeyCreated:
-    return await api_keys.create(session, user, body.name)
+async def create_key(
+    body: ApiKeyCreate, request: Request, session: SessionDep, user: CurrentUser
+) -> ApiKeyCreated:
+    cap = request.app.state.settings.api_keys_max_per_user
+    return await api_keys.create(session, user, body.name, cap)
 
 
 @router.get("", response_model=ApiKeyList)

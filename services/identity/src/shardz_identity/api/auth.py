@@ -4,7 +4,8 @@ from fastapi import APIRouter, Response
 
 from shardz_common.auth import AdminUser
 from shardz_common.db import SessionDep
-from shardz_identity.deps import AddressDep, LimiterDep, TokensDep
+from shardz_common.errors import NotFound
+from shardz_identity.deps import AddressDep, LimiterDep, SignupLimiterDep, TokensDep
 from shardz_identity.domain.models import Credentials, LoginBody, RefreshBody, SignupOut, TokenPair
 from shardz_identity.services import accounts, keyring
 
@@ -12,7 +13,14 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 
 @router.post("/signup", status_code=201, response_model=SignupOut)
-async def signup(body: Credentials, session: SessionDep, tokens: TokensDep) -> SignupOut:
+async def signup(
+    body: Credentials,
+    session: SessionDep,
+    tokens: TokensDep,
+    limiter: SignupLimiterDep,
+    address: AddressDep,
+) -> SignupOut:
+    await limiter.reserve(address)
     return await accounts.signup(session, tokens, body)
 
 
@@ -46,3 +54,16 @@ async def rotate_signing_key(
     kid = await keyring.rotate(session, tokens.keyring.fernet)
     tokens.keyring.invalidate()  # this replica reloads at its next use; others within 5 s
     return {"kid": kid}
+
+
+@router.post("/signing-keys/{kid}/revoke", status_code=200)
+async def revoke_signing_key(
+    kid: str, session: SessionDep, tokens: TokensDep, admin: AdminUser
+) -> dict[str, str]:
+    """Administrators, in an emergency (a leaked private key): the key leaves the JWKS now and
+    every service refuses its tokens within seconds; revoking the active key rotates first."""
+    revoked = await keyring.revoke(session, tokens.keyring.fernet, kid)
+    if revoked is None:
+        raise NotFound("no such signing key")
+    tokens.keyring.invalidate()
+    return {"kid": revoked}

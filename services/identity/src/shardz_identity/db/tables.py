@@ -52,6 +52,8 @@ class RefreshToken(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), nullable=False, index=True)
     secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = _now()
+    # when the family's sign-in happened; no rotation extends a family past its max age
+    family_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -76,6 +78,17 @@ class SigningKey(Base):
     public_jwk: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     created_at: Mapped[datetime] = _now()
     retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # an emergency revocation: out of the JWKS at once, whatever the overlap
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    __table_args__ = (
+        # one active (unretired) key at a time, whatever concurrent rotations try
+        Index(
+            "uq_signing_keys_one_active",
+            text("(retired_at IS NULL)"),
+            unique=True,
+            postgresql_where=text("retired_at IS NULL"),
+        ),
+    )
 
 
 class LoginFailure(Base):
@@ -87,7 +100,16 @@ class LoginFailure(Base):
     __table_args__ = (
         Index("ix_login_failures_email_at", "email_key", "at"),
         Index("ix_login_failures_address_at", "address", "at"),
+        Index("ix_login_failures_email_address_at", "email_key", "address", "at"),
     )
+
+
+class SignupAttempt(Base):
+    __tablename__ = "signup_attempts"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    address: Mapped[str] = mapped_column(String(64), nullable=False)
+    at: Mapped[datetime] = _now()
+    __table_args__ = (Index("ix_signup_attempts_address_at", "address", "at"),)
 
 
 class OAuthLink(Base):
@@ -105,6 +127,10 @@ class OAuthState(Base):
     provider: Mapped[str] = mapped_column(String(20), nullable=False)
     code_verifier: Mapped[str] = mapped_column(String(128), nullable=False)
     nonce: Mapped[str | None] = mapped_column(String(128))
+    # SHA-256 of the random value in the starting browser's cookie: only it may finish
+    browser_hash: Mapped[str | None] = mapped_column(String(64))
+    # set when a signed-in user links this provider to their account
+    link_user_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     created_at: Mapped[datetime] = _now()
 
 

@@ -28,10 +28,6 @@ from shardz_identity.services.ratelimit import LoginLimiter
 from shardz_identity.services.tokens import TokenService
 
 
-class WrongCredentials(Unauthenticated):
-    commit = True  # the failure count must stick although the answer is 401
-
-
 def email_key(email: str) -> str:
     return email.strip().lower()
 
@@ -74,13 +70,12 @@ async def login(
     address: str,
 ) -> TokenPair:
     key = email_key(body.email)
-    await limiter.check(session, key, address)
+    reservation = await limiter.reserve(key, address)  # stays as the failure unless we succeed
     user = await find_live_user(session, body.email)
     ok = await verify_password(user.password_hash if user else None, body.password)
     if not ok or user is None:
-        limiter.record_failure(session, key, address)
-        raise WrongCredentials("wrong e-mail or password")
-    await limiter.clear(session, key)
+        raise Unauthenticated("wrong e-mail or password")
+    await limiter.succeeded(session, reservation, key, address)
     return await tokens.issue(session, user)
 
 

@@ -7,11 +7,11 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shardz_common.auth import API_KEY_PREFIX, Principal
-from shardz_common.errors import NotFound
+from shardz_common.errors import NotFound, PlanLimitReached
 from shardz_common.events import ApiKeyCreated as ApiKeyCreatedEvent
 from shardz_common.events import ApiKeyRevoked
 from shardz_identity.db.tables import ApiKey, User
@@ -25,7 +25,14 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-async def create(session: AsyncSession, user: Principal, name: str) -> ApiKeyCreated:
+async def create(session: AsyncSession, user: Principal, name: str, cap: int) -> ApiKeyCreated:
+    # The user's row lock makes count-then-insert atomic across concurrent requests.
+    await session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    active = await session.scalar(
+        select(func.count()).where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
+    )
+    if (active or 0) >= cap:
+        raise PlanLimitReached(f"an account may hold {cap} active API keys; revoke one first")
     key = API_KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(
         id=uuid.uuid4(), user_id=user.id, name=name, prefix=key[:12], secret_hash=digest(key)

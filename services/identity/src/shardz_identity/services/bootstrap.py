@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 
 import structlog
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shardz_identity.config import IdentitySettings
 from shardz_identity.db.tables import SigningKey
 from shardz_identity.services.accounts import create_user, find_live_user
-from shardz_identity.services.keyring import new_signing_key
+from shardz_identity.services.keyring import ROTATION_LOCK, new_signing_key
 from shardz_identity.services.passwords import hash_password
 
 log = structlog.get_logger(__name__)
@@ -30,7 +30,7 @@ async def bootstrap(
     sessions: async_sessionmaker[AsyncSession], settings: IdentitySettings, fernet: Fernet
 ) -> None:
     async with sessions() as s, s.begin():
-        await s.execute(text("SELECT pg_advisory_xact_lock(7412002)"))
+        await s.execute(select(func.pg_advisory_xact_lock(ROTATION_LOCK)))
         active = (
             await s.execute(select(SigningKey).where(SigningKey.retired_at.is_(None)))
         ).scalar_one_or_none()
@@ -40,6 +40,7 @@ async def bootstrap(
             log.warning("active signing key unreadable with the current secret; rotating")
             active.retired_at = datetime.now(UTC)
             active = None
+            await s.flush()  # retired before its successor exists: one active key at a time
         if active is None:
             s.add(new_signing_key(fernet))
         email, password = settings.bootstrap_admin_email, settings.bootstrap_admin_password

@@ -14,10 +14,14 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from jwt.algorithms import OKPAlgorithm
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shardz_common.events import SigningKeyRevoked
 from shardz_identity.db.tables import SigningKey
+from shardz_identity.services.events import emit
+
+ROTATION_LOCK = 7412002  # one key change at a time: rotations and the first-start bootstrap
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,9 @@ def new_signing_key(fernet: Fernet) -> SigningKey:
 
 
 async def rotate(session: AsyncSession, fernet: Fernet) -> str:
-    """Make a new active key; older keys stay in the JWKS for the overlap period."""
+    """Make a new active key; older keys stay in the JWKS for the overlap period. Concurrent
+    rotations queue on a lock, so each retires the key the one before it made."""
+    await session.execute(select(func.pg_advisory_xact_lock(ROTATION_LOCK)))
     await session.execute(
         update(SigningKey)
         .where(SigningKey.retired_at.is_(None))
@@ -52,6 +58,23 @@ async def rotate(session: AsyncSession, fernet: Fernet) -> str:
     session.add(key)
     await session.flush()
     return key.kid
+
+
+async def revoke(session: AsyncSession, fernet: Fernet, kid: str) -> str | None:
+    """Emergency revocation: `kid` leaves the JWKS now and every service refuses its tokens
+    (`signing_key.revoked`). Revoking the active key makes a new one first. Returns the
+    revoked kid, or None when there is no such key."""
+    await session.execute(select(func.pg_advisory_xact_lock(ROTATION_LOCK)))
+    key = await session.get(SigningKey, kid, with_for_update=True)
+    if key is None:
+        return None
+    if key.revoked_at is not None:
+        return kid  # already revoked: nothing more to do or announce
+    if key.retired_at is None:
+        await rotate(session, fernet)
+    key.revoked_at = datetime.now(UTC)
+    emit(session, SigningKeyRevoked(kid=kid), kid)
+    return kid
 
 
 class KeyRing:
@@ -101,7 +124,10 @@ class KeyRing:
                 (
                     await s.execute(
                         select(SigningKey)
-                        .where(or_(SigningKey.retired_at.is_(None), SigningKey.retired_at > cutoff))
+                        .where(
+                            or_(SigningKey.retired_at.is_(None), SigningKey.retired_at > cutoff),
+                            SigningKey.revoked_at.is_(None),
+                        )
                         .order_by(SigningKey.created_at.desc())
                     )
                 )

@@ -2,14 +2,22 @@
 
 The browser leaves with a random `state` that we keep with a PKCE verifier (and, for OIDC, a
 nonce); the callback spends that state once, exchanges the code through Authlib, learns a
-verified e-mail and a stable subject, and signs the person in: an existing link, else a live
-account with that e-mail, else a new account."""
+verified e-mail and a stable subject, and signs the person in: an existing link, else a new
+account. A live account that already has that e-mail is never taken over: its owner signs in
+to it and links the provider (`POST /v1/auth/oauth/{provider}/link`).
+
+The state is also bound to the browser that started the flow: a random value in an HttpOnly,
+SameSite=Lax cookie, whose SHA-256 the state row keeps. A callback URL presented by another
+browser (login CSRF, a leaked or logged URL) is refused."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,7 +38,7 @@ from shardz_common.errors import Conflict, NotFound, Unauthenticated, Unavailabl
 from shardz_identity.config import IdentitySettings
 from shardz_identity.db.tables import OAuthLink, OAuthState, User
 from shardz_identity.domain.models import SignupOut, UserOut
-from shardz_identity.services.accounts import create_user, find_live_user, revoke_credentials
+from shardz_identity.services.accounts import create_user, find_live_user
 from shardz_identity.services.tokens import TokenService
 
 STATE_TTL = timedelta(minutes=10)
@@ -48,6 +56,21 @@ _ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 class OAuthRejected(Unauthenticated):
     # The state is spent even though the answer is 401, so commit the request's work.
     commit = True
+
+
+class AccountExists(Conflict):
+    commit = True  # the state is spent all the same
+
+
+@dataclass(frozen=True)
+class SpentState:
+    code_verifier: str
+    nonce: str | None
+    link_user_id: uuid.UUID | None
+
+
+def binding_hash(binding: str) -> str:
+    return hashlib.sha256(binding.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -169,7 +192,15 @@ class OAuthService:
             timeout=TIMEOUT,
         )
 
-    async def authorize_url(self, session: AsyncSession, name: str) -> str:
+    async def authorize_url(
+        self,
+        session: AsyncSession,
+        name: str,
+        binding: str,
+        link_user_id: uuid.UUID | None = None,
+    ) -> str:
+        """Where to send the browser; `binding` is the value of its cookie, `link_user_id` the
+        signed-in account the provider's identity is to be linked to."""
         provider = provider_for(self.settings, name)
         state, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(64)
         nonce = secrets.token_urlsafe(32) if provider.oidc else None
@@ -185,10 +216,16 @@ class OAuthService:
                 )
         except OAuthRejected as exc:  # e.g. a discovery document we cannot use
             raise Unavailable(f"{name} sign-in is unavailable right now") from exc
-        await session.execute(
-            delete(OAuthState).where(OAuthState.created_at < func.now() - STATE_TTL)
+        session.add(
+            OAuthState(
+                state=state,
+                provider=name,
+                code_verifier=verifier,
+                nonce=nonce,
+                browser_hash=binding_hash(binding),
+                link_user_id=link_user_id,
+            )
         )
-        session.add(OAuthState(state=state, provider=name, code_verifier=verifier, nonce=nonce))
         await session.flush()
         return str(url)
 
@@ -200,9 +237,11 @@ class OAuthService:
         code: str | None,
         state: str | None,
         error: str | None,
+        binding: str | None,
     ) -> SignupOut:
         provider = provider_for(self.settings, name)
-        verifier, nonce = await _spend_state(session, name, state)
+        spent = await _spend_state(session, name, state, binding)
+        verifier, nonce = spent.code_verifier, spent.nonce
         if error is not None:
             shown = error if _ERROR_CODE.match(error) else "error"
             raise OAuthRejected(f"{name} did not authorize the sign-in ({shown})")
@@ -213,7 +252,10 @@ class OAuthService:
                 identity = await self._google(client, code, verifier, nonce)
             else:
                 identity = await self._github(client, code, verifier)
-        user = await _user_for(session, name, identity)
+        if spent.link_user_id is not None:
+            user = await _link_to(session, name, identity, spent.link_user_id)
+        else:
+            user = await _user_for(session, name, identity)
         pair = await self.tokens.issue(session, user)
         return SignupOut(
             user=UserOut(id=user.id, email=user.email, created_at=user.created_at),
@@ -294,20 +336,37 @@ class OAuthService:
 
 
 async def _spend_state(
-    session: AsyncSession, provider: str, state: str | None
-) -> tuple[str, str | None]:
+    session: AsyncSession, provider: str, state: str | None, binding: str | None
+) -> SpentState:
     """Delete the state in this transaction: a replay finds nothing (or waits on our lock)."""
     if not state or len(state) > 128:
         raise OAuthRejected("missing or unknown sign-in state")
     fresh = (OAuthState.created_at > func.now() - STATE_TTL).label("fresh")
     stmt = delete(OAuthState).where(OAuthState.state == state, OAuthState.provider == provider)
-    returning = stmt.returning(OAuthState.code_verifier, OAuthState.nonce, fresh)
+    returning = stmt.returning(
+        OAuthState.code_verifier,
+        OAuthState.nonce,
+        OAuthState.browser_hash,
+        OAuthState.link_user_id,
+        fresh,
+    )
     row = (await session.execute(returning)).one_or_none()
     if row is None:
         raise OAuthRejected("missing or unknown sign-in state")
     if not row.fresh:
         raise OAuthRejected("the sign-in took too long; start again")
-    return row.code_verifier, row.nonce
+    if (
+        binding is None
+        or row.browser_hash is None
+        or not hmac.compare_digest(row.browser_hash, binding_hash(binding))
+    ):
+        raise OAuthRejected("this sign-in was started in another browser; start again here")
+    return SpentState(row.code_verifier, row.nonce, row.link_user_id)
+
+
+async def prune_states(session: AsyncSession, settings: IdentitySettings) -> None:
+    """States nobody came back for (the callback refuses them after STATE_TTL anyway)."""
+    await session.execute(delete(OAuthState).where(OAuthState.created_at < func.now() - STATE_TTL))
 
 
 async def _find_link(session: AsyncSession, provider: str, subject: str) -> OAuthLink | None:
@@ -326,20 +385,42 @@ async def _user_for(session: AsyncSession, provider: str, identity: ExternalIden
     if link is not None and user is not None:
         link.email = identity.email
         return user
-    # No link yet, or it points to a deleted account: the person starts afresh.
-    user = await find_live_user(session, identity.email)
-    if user is not None and user.password_hash is not None:
-        # Sign-up never proves the e-mail, the provider just did: whoever set that password
-        # may not own the address (account pre-hijacking), so the password and every
-        # credential issued on it stop working; the address's owner continues from here.
-        await revoke_credentials(session, user)
-    if user is None:
-        try:
-            user = await create_user(session, identity.email, None)
-        except Conflict:  # the same e-mail signed up at this very moment
-            user = await find_live_user(session, identity.email)
-            if user is None:
-                raise
+    # No link yet, or it points to a deleted account: the person starts afresh, unless an
+    # account already holds the e-mail. Taking that one over would let whoever controls the
+    # provider's account in, or destroy the owner's credentials: its owner links instead.
+    if await find_live_user(session, identity.email) is not None:
+        raise AccountExists(
+            f"an account with the e-mail {identity.email} already exists: sign in to it, then "
+            f"link {provider} with POST /v1/auth/oauth/{provider}/link"
+        )
+    try:
+        user = await create_user(session, identity.email, None)
+    except Conflict:  # the same e-mail signed up at this very moment
+        raise AccountExists(f"an account with the e-mail {identity.email} already exists") from None
+    return await _save_link(session, provider, identity, user, link)
+
+
+async def _link_to(
+    session: AsyncSession, provider: str, identity: ExternalIdentity, user_id: uuid.UUID
+) -> User:
+    """The signed-in owner connects this provider's identity to their account."""
+    user = await session.get(User, user_id, with_for_update=True)
+    if user is None or user.status == "deleted":
+        raise OAuthRejected("the account to link no longer exists")
+    link = await _find_link(session, provider, identity.subject)
+    linked = await _live(session, link)
+    if linked is not None and linked.id != user.id:
+        raise AccountExists(f"this {provider} account is linked to another SmallShardz account")
+    return await _save_link(session, provider, identity, user, link)
+
+
+async def _save_link(
+    session: AsyncSession,
+    provider: str,
+    identity: ExternalIdentity,
+    user: User,
+    link: OAuthLink | None,
+) -> User:
     if link is not None:
         link.user_id, link.email = user.id, identity.email
         return user
@@ -355,7 +436,8 @@ async def _user_for(session: AsyncSession, provider: str, identity: ExternalIden
             )
     except IntegrityError:
         # A parallel callback for the same identity committed its link first: use it.
-        user = await _live(session, await _find_link(session, provider, identity.subject))
-        if user is None:
+        found = await _live(session, await _find_link(session, provider, identity.subject))
+        if found is None:
             raise Unavailable("a sign-in for this account is in progress; try again") from None
+        return found
     return user

@@ -32,6 +32,7 @@ class TokenService:
     def __init__(self, keyring: KeyRing, settings: IdentitySettings) -> None:
         self.keyring = keyring
         self.settings = settings
+        self.family_max_age = timedelta(days=settings.refresh_family_max_days)
 
     async def access_token(self, user: User) -> str:
         now = int(time.time())
@@ -49,15 +50,23 @@ class TokenService:
         )
 
     async def issue(
-        self, session: AsyncSession, user: User, family_id: uuid.UUID | None = None
+        self, session: AsyncSession, user: User, parent: RefreshToken | None = None
     ) -> TokenPair:
+        """A new sign-in, or (with `parent`) the next token of its family, which never
+        outlives the family's maximum age however often it is rotated."""
         secret = secrets.token_urlsafe(32)
+        now = datetime.now(UTC)
+        started = now
+        if parent is not None:
+            started = parent.family_started_at or parent.created_at
+        family_end = started + self.family_max_age
         token = RefreshToken(
             id=uuid.uuid4(),
-            family_id=family_id or uuid.uuid4(),
+            family_id=parent.family_id if parent is not None else uuid.uuid4(),
             user_id=user.id,
             secret_hash=_digest(secret),
-            expires_at=datetime.now(UTC) + timedelta(days=self.settings.refresh_token_days),
+            family_started_at=started,
+            expires_at=min(now + timedelta(days=self.settings.refresh_token_days), family_end),
         )
         session.add(token)
         await session.flush()
@@ -74,13 +83,15 @@ class TokenService:
         if token.used_at is not None or token.revoked_at is not None:
             await self.revoke_family(session, token.family_id)
             raise RefreshReused("refresh token already used; all sessions of it are revoked")
-        if token.expires_at <= datetime.now(UTC):
-            raise Unauthenticated("refresh token expired")
+        now = datetime.now(UTC)
+        started = token.family_started_at or token.created_at
+        if token.expires_at <= now or started + self.family_max_age <= now:
+            raise Unauthenticated("refresh token expired; sign in again")
         user = await session.get(User, token.user_id)
         if user is None or user.status == "deleted":
             raise Unauthenticated("account no longer exists")
         token.used_at = datetime.now(UTC)
-        return await self.issue(session, user, token.family_id)
+        return await self.issue(session, user, parent=token)
 
     async def logout(self, session: AsyncSession, presented: str) -> None:
         token = await self._lookup(session, presented, lock=False)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Request
 
 from shardz_common.auth import Principal, check_internal_secret
 from shardz_common.db import SessionDep
-from shardz_common.errors import AccountSuspended, NotFound
+from shardz_common.errors import AccountSuspended, Forbidden, NotFound
 from shardz_provisioner.db.tables import Account, Cluster
 from shardz_provisioner.deps import RegistryDep, SettingsDep
 from shardz_provisioner.domain import names
@@ -36,6 +36,8 @@ async def session_credential(
         raise AccountSuspended("the account is suspended")
     if db.status != "ready" or db.password is None:
         raise NotFound("no such database")
+    if db.size_state == "over_grown":  # its logins are off until it shrinks
+        raise Forbidden("the database is over its plan's size; it has no logins until it shrinks")
     cluster = await session.get(Cluster, db.cluster)
     assert cluster is not None
     # A platform-owned login that acts as the tenant's role: the tenant may change its own

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -20,6 +21,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shardz_common.db import new_metadata
+from shardz_common.jobs import job_runs_table
 from shardz_common.outbox import inbox_table, outbox_table
 
 metadata = new_metadata()
@@ -57,6 +59,10 @@ class Cluster(Base):
     port: Mapped[int] = mapped_column(Integer, nullable=False)
     capacity: Mapped[int] = mapped_column(Integer, nullable=False)
     status: Mapped[str] = mapped_column(String(20), nullable=False, server_default="active")
+    # connections tenants may use (max_connections less the superuser-reserved slots) and how
+    # many they held at the last check (services/sizes.py); None until first checked
+    connection_budget: Mapped[int | None] = mapped_column(Integer)
+    live_connections: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _ts()
 
 
@@ -73,6 +79,16 @@ class Database(Base):
     db_name: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
     role_name: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
     password: Mapped[bytes | None] = mapped_column(LargeBinary)  # Fernet-encrypted
+    # a rotation in flight: the new password, Fernet-encrypted, until the server has it
+    pending_password: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # over its plan's size: "read_only", or "over_grown" (kept writing past read-only: no
+    # logins until it is under the limit again); None when within it (services/sizes.py)
+    size_state: Mapped[str | None] = mapped_column(String(20))
+    size_at_limit: Mapped[int | None] = mapped_column(BigInteger)  # when it turned read-only
+    # the account's state changed and logins on the server must follow (lifecycle.apply_access)
+    access_pending: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=text("false")
+    )
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
     deleted_at: Mapped[datetime | None] = _ts(nullable=True)
@@ -85,6 +101,7 @@ class Database(Base):
             postgresql_where=text("status NOT IN ('deleted', 'deleting')"),
         ),
         Index("ix_databases_cluster_status", "cluster", "status"),
+        Index("ix_databases_access_pending", "id", postgresql_where=text("access_pending")),
         Index(
             "ix_databases_pending",
             "status",
@@ -106,3 +123,4 @@ class UsageSample(Base):
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+job_runs = job_runs_table(metadata)

@@ -17,12 +17,17 @@ class DatabaseCreate(BaseModel):
     plan: str = Field(default="free", max_length=40)
 
 
+class DatabasePlanChange(BaseModel):
+    plan: str = Field(min_length=1, max_length=40)
+
+
 class DatabaseOut(BaseModel):
     id: UUID
     name: str
     engine: str
     plan: str
     status: str
+    size_limit_bytes: int
     host: str
     port: int
     database: str
@@ -43,6 +48,10 @@ class Usage(BaseModel):
     size_bytes: int
     connections: int
     measured_at: datetime
+
+
+class UsageHistory(BaseModel):
+    items: list[Usage]
 
 
 class ClusterIn(BaseModel):

@@ -38,10 +38,10 @@ def consumers(registry: ClusterRegistry) -> list[Consumer[Any]]:
         await session.execute(
             insert(Account).values(user_id=event.user_id).on_conflict_do_nothing()
         )
-        await lifecycle.set_suspended(session, registry, event.user_id, True, event_time())
+        await lifecycle.set_suspended(session, event.user_id, True, event_time())
 
     @consumer("provisioner.account-reactivated", AccountReactivated)
     async def on_account_reactivated(event: AccountReactivated, session: AsyncSession) -> None:
-        await lifecycle.set_suspended(session, registry, event.user_id, False, event_time())
+        await lifecycle.set_suspended(session, event.user_id, False, event_time())
 
     return [on_user_created, on_user_deleted, on_account_suspended, on_account_reactivated]

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shardz_common.errors import Unavailable
+from shardz_common.plans import get_plan
 from shardz_provisioner.db.tables import Cluster, Database
 from shardz_provisioner.domain.models import ClusterIn
 from shardz_provisioner.services import ddl
@@ -24,6 +25,7 @@ from shardz_provisioner.services import ddl
 log = structlog.get_logger(__name__)
 ADMIN_OPTIONS = "-c search_path=pg_catalog,pg_temp -c statement_timeout=60000"
 DOWN_SECONDS = 15.0
+CONNECTIONS_SCARCE = 0.5  # past this share of its budget a cluster is loaded by connections
 
 
 class ClusterUnavailable(Unavailable):
@@ -161,15 +163,45 @@ class ClusterRegistry:
             await pool.close(timeout=2)
         self._pools.clear()
 
-    async def placement(self, session: AsyncSession) -> list[str]:
-        """Active clusters with room, least loaded first, those known down last."""
-        rows = [
-            (c, used)
-            for c, used in await cluster_loads(session)
-            if c.status == "active" and used < c.capacity
-        ]
-        rows.sort(key=lambda r: (not self.is_up(r[0].name), r[1] / r[0].capacity, r[0].name))
+    async def placement(self, session: AsyncSession, overcommit: float) -> list[str]:
+        """Active clusters with room, least loaded first, those known down last. The load is
+        databases against capacity, or live connections against the connection budget once
+        more than half of it is in use (then connections are what runs out first). A cluster
+        whose connections are all taken, or whose plans promise more than `overcommit` times
+        its budget, takes no more databases."""
+        promised = await committed_connections(session)
+        rows = []
+        for c, used in await cluster_loads(session):
+            if c.status != "active" or used >= c.capacity:
+                continue
+            load = used / c.capacity
+            if c.connection_budget:
+                live = c.live_connections or 0
+                if live >= c.connection_budget:
+                    continue
+                if promised.get(c.name, 0) > overcommit * c.connection_budget:
+                    continue
+                busy = live / c.connection_budget
+                if busy >= CONNECTIONS_SCARCE:
+                    load = max(load, busy)
+            rows.append((c, load))
+        rows.sort(key=lambda r: (not self.is_up(r[0].name), r[1], r[0].name))
         return [c.name for c, _ in rows]
+
+
+async def committed_connections(session: AsyncSession) -> dict[str, int]:
+    """Per cluster, the connections its live databases' plans allow in all."""
+    stmt = (
+        select(Database.cluster, Database.plan, func.count())
+        .where(Database.status.not_in(("deleted", "deleting")), Database.cluster.is_not(None))
+        .group_by(Database.cluster, Database.plan)
+    )
+    totals: dict[str, int] = {}
+    for cluster, plan_id, n in (await session.execute(stmt)).tuples():
+        plan = get_plan(plan_id, "database")
+        limit = int(plan.limits.get("connections", 5)) if plan else 5
+        totals[str(cluster)] = totals.get(str(cluster), 0) + limit * int(n)
+    return totals
 
 
 async def cluster_loads(

@@ -14,6 +14,7 @@ log = structlog.get_logger(__name__)
 
 # INHERIT stays: the owner acts through the implicit pg_database_owner (owner of `public`).
 ROLE_FLAGS = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+SESSION_DEFAULTS = {"idle_in_transaction_session_timeout": "10min", "statement_timeout": "30min"}
 
 
 async def _exists(conn: AsyncConnection, query: str, name: str) -> bool:
@@ -35,6 +36,53 @@ async def create_role(
     await conn.execute(
         verb.format(sql.Identifier(role), sql.Literal(connection_limit), sql.Literal(verifier))
     )
+    # Defaults for the role's sessions, so a forgotten transaction or a runaway query does not
+    # hold locks and bloat for ever. A tenant may SET them otherwise in a session; the ceiling
+    # it cannot lift is `end_idle_transactions`, run by the worker.
+    for name, value in SESSION_DEFAULTS.items():
+        await conn.execute(
+            sql.SQL("ALTER ROLE {} SET {} = {}").format(
+                sql.Identifier(role), sql.Identifier(name), sql.Literal(value)
+            )
+        )
+
+
+async def connection_state(conn: AsyncConnection) -> tuple[int, int]:
+    """(slots outside the superuser-reserved ones, client connections open now): tenants
+    are refused once the second reaches the first (the platform's own connections count)."""
+    cur = await conn.execute(
+        "SELECT pg_catalog.current_setting('max_connections')::int"
+        " - pg_catalog.current_setting('superuser_reserved_connections')::int,"
+        " (SELECT count(*) FROM pg_catalog.pg_stat_activity"
+        "  WHERE backend_type = 'client backend')"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+async def cancel_long_statements(conn: AsyncConnection, older_than_seconds: float) -> int:
+    """Cancel tenant statements running for longer than the ceiling (the session goes on)."""
+    cur = await conn.execute(
+        "SELECT count(pg_catalog.pg_cancel_backend(pid)) FROM pg_catalog.pg_stat_activity"
+        " WHERE usename LIKE %s AND state = 'active'"
+        " AND query_start < pg_catalog.now() - pg_catalog.make_interval(secs => %s)",
+        (ROLE_PREFIX + "%", older_than_seconds),
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def end_idle_transactions(conn: AsyncConnection, older_than_seconds: float) -> int:
+    """End tenant sessions idle inside a transaction for longer than the ceiling."""
+    cur = await conn.execute(
+        "SELECT count(pg_catalog.pg_terminate_backend(pid)) FROM pg_catalog.pg_stat_activity"
+        " WHERE usename LIKE %s AND state LIKE 'idle in transaction%%'"
+        " AND state_change < pg_catalog.now() - pg_catalog.make_interval(secs => %s)",
+        (ROLE_PREFIX + "%", older_than_seconds),
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def create_database(conn: AsyncConnection, db: str, role: str) -> None:
@@ -107,6 +155,19 @@ async def set_password(conn: AsyncConnection, role: str, verifier: str) -> None:
 async def set_login(conn: AsyncConnection, role: str, login: bool) -> None:
     flag = sql.SQL("LOGIN" if login else "NOLOGIN")
     await conn.execute(sql.SQL("ALTER ROLE {} WITH {}").format(sql.Identifier(role), flag))
+
+
+async def set_read_only(conn: AsyncConnection, db: str, role: str, read_only: bool) -> None:
+    """Writes fail (SQLSTATE 25006) in new sessions of the database, whoever logs in."""
+    for target, name in (("DATABASE", db), ("ROLE", role)):
+        verb = (
+            "SET default_transaction_read_only = on"
+            if read_only
+            else ("RESET default_transaction_read_only")
+        )
+        await conn.execute(
+            sql.SQL("ALTER {} {} " + verb).format(sql.SQL(target), sql.Identifier(name))
+        )
 
 
 async def terminate_sessions(conn: AsyncConnection, role: str) -> None:

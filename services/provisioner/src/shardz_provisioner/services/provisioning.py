@@ -9,7 +9,6 @@ is its own unit of work, so this use case owns its commits."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import UTC, datetime
 
@@ -33,8 +32,9 @@ from shardz_common.errors import (
 )
 from shardz_common.events import DatabaseProvisioned, DatabaseSuspended, DatabaseUsageReported
 from shardz_common.plans import Plan, get_plan
+from shardz_provisioner import faults
 from shardz_provisioner.config import ProvisionerSettings
-from shardz_provisioner.db.tables import Account, Cluster, Database
+from shardz_provisioner.db.tables import Account, Cluster, Database, UsageSample
 from shardz_provisioner.domain import names
 from shardz_provisioner.domain.models import DatabaseCreate, DatabaseWithPassword
 from shardz_provisioner.services import ddl
@@ -43,13 +43,6 @@ from shardz_provisioner.services.events import emit
 from shardz_provisioner.services.views import to_out
 
 log = structlog.get_logger(__name__)
-
-
-def _fault(settings: ProvisionerSettings, step: str) -> None:
-    """Test-only crash injection (PROVISIONER_FAULT_INJECTION): die like a killed process."""
-    if settings.fault_injection == step:
-        log.warning("fault injection: exiting", step=step)
-        os._exit(137)
 
 
 async def lock_account(session: AsyncSession, user_id: uuid.UUID) -> Account:
@@ -110,7 +103,7 @@ async def create(
         await s.execute(text("SET LOCAL synchronous_commit = off"))
         await lock_account(s, user.id)
         await _check_plan(s, settings, user, plan)
-        candidates = await registry.placement(s)
+        candidates = await registry.placement(s, settings.connection_overcommit)
         if not candidates:
             raise ClusterUnavailable("no database server has room right now")
         db = Database(
@@ -139,7 +132,7 @@ async def create(
     except BaseException:
         await _abandon(sessions, registry, db, ddl_may_have_run=True)
         raise
-    _fault(settings, "after_ddl")
+    faults.hit("after_ddl")
     # 3. ready + events, together -- unless the world moved on while the DDL ran: the
     # reconciler took the intent back, or the account was deleted or suspended meanwhile.
     async with sessions() as s, s.begin():
@@ -171,6 +164,8 @@ async def create(
                 ),
                 row.id,
             )
+            # the first point of the size history (GET .../usage/history)
+            s.add(UsageSample(database_id=row.id, size_bytes=size, connections=0))
             emit(
                 s,
                 DatabaseUsageReported(
@@ -183,7 +178,7 @@ async def create(
             )
             if suspended:
                 emit(s, DatabaseSuspended(database_id=row.id, user_id=row.user_id), row.id)
-            out = to_out(row, cluster)
+            out = to_out(row, cluster, settings.platform.free_plan_database_size_bytes)
     if abandoned is not None:
         await _abandon(sessions, registry, db, ddl_may_have_run=True)
         raise abandoned
@@ -206,7 +201,7 @@ async def _run_ddl(
     verifier = await names.scram_verifier_async(password)
     async with registry.admin(db.cluster) as conn:
         await ddl.create_role(conn, db.role_name, verifier, limit)
-        _fault(settings, "after_role")
+        faults.hit("after_role")
         await ddl.create_database(conn, db.db_name, db.role_name)
         await ensure_terminal_login(conn, settings, db)
         size, _ = await ddl.usage(conn, db.db_name)

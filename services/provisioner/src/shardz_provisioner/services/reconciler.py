@@ -69,6 +69,40 @@ async def rollback_stale_intents(
     return done
 
 
+async def settle_rotations(
+    sessions: async_sessionmaker[AsyncSession], registry: ClusterRegistry, timeout: float
+) -> int:
+    """Rotations that never finished (a crash, a failed commit): the server may hold a new
+    password nobody received. Put the stored one back, so it logs in again."""
+    done = 0
+    cutoff = datetime.now(UTC) - timedelta(seconds=timeout)
+    async with sessions() as s, s.begin():
+        rows = (
+            await s.execute(
+                select(Database)
+                .where(Database.pending_password.is_not(None), Database.updated_at < cutoff)
+                .limit(20)
+                .with_for_update(skip_locked=True)
+            )
+        ).scalars()
+        for db in rows:
+            if db.status in ("ready", "suspended") and db.password is not None:
+                stored = registry.fernet.decrypt(db.password).decode()
+                verifier = await names.scram_verifier_async(stored)
+                assert db.cluster is not None
+                try:
+                    async with registry.admin(db.cluster) as conn:
+                        await ddl.set_password(conn, db.role_name, verifier)
+                except ClusterUnavailable:
+                    continue
+                log.warning(
+                    "restored the credential of an unfinished rotation", database_id=str(db.id)
+                )
+            db.pending_password = None
+            done += 1
+    return done
+
+
 async def finish_deletions(
     sessions: async_sessionmaker[AsyncSession], registry: ClusterRegistry
 ) -> int:

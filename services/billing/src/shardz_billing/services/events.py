@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shardz_billing.db.tables import outbox
+from shardz_common.events import Event
+from shardz_common.outbox import add_event
+
+SOURCE = "billing"
+
+
+def emit(session: AsyncSession, event: Event, subject: uuid.UUID | str | None = None) -> None:
+    add_event(session, outbox, event, source=SOURCE, subject=str(subject) if subject else None)
