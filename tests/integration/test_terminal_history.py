@@ -31,9 +31,16 @@ async def test_history_lists_the_users_own_statements_newest_first(stack, gatewa
     headers = bearer(user["access_token"])
 
     async def flushed():
+        # each terminal process writes its own batches: wait for the last of both sessions
         resp = await gateway.get("/v1/terminal/history", headers=headers)
         items = resp.json()["items"]
-        return resp if items and items[0]["sql"] == "select 'elsewhere'" else None
+        if not items or items[0]["sql"] != "select 'elsewhere'":
+            return None
+        one = await gateway.get(
+            "/v1/terminal/history", params={"database_id": db["id"]}, headers=headers
+        )
+        first_items = one.json()["items"]
+        return resp if first_items and first_items[0]["sql"].startswith("select 'zzz") else None
 
     first = (await wait_for(flushed, timeout=10)).json()
     assert first["next_cursor"] and len(first["items"]) == 50
