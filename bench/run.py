@@ -1,4 +1,4 @@
-"""SmallShardz benchmarks: `uv run python bench/run.py [auth|events|provisioning|billing|all]`.
+"""SmallShardz benchmarks: `uv run python bench/run.py [WHICH]` (`--help` lists them).
 
 Every figure is printed next to a floor measured in the same run on the same machine, and
 as a ratio; the last lines are a markdown table for the README."""
@@ -21,7 +21,7 @@ def main() -> None:
         "which",
         nargs="?",
         default="all",
-        choices=["auth", "events", "provisioning", "billing", "terminal", "all"],
+        choices=["auth", "events", "provisioning", "billing", "storage", "terminal", "all"],
     )
     args = parser.parse_args()
     print(f"machine: {machine_note()}", flush=True)
@@ -44,6 +44,10 @@ def main() -> None:
         import billing_bench
 
         rows += billing_bench.run()
+    if args.which in ("storage", "all"):
+        import storage_bench
+
+        rows += storage_bench.run()
     if args.which in ("terminal", "all"):
         import terminal_bench
 

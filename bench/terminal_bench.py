@@ -34,7 +34,6 @@ def stack_config():  # type: ignore[no-untyped-def]
     return dataclasses.replace(
         bench_stack_config(slot=9, name="bench-term"),
         services=("identity", "provisioner", "terminal"),
-        extra_apis={},  # one terminal process: its memory is the sessions'
     )
 
 
@@ -155,14 +154,15 @@ async def measure(stack) -> list[Row]:  # type: ignore[no-untyped-def]
     await conn.close()
     psql_times = psql_per_command(cred)
     # 2. SESSIONS sessions, a query a second each
-    pid = stack.processes["terminal-api"].pid
-    before = rss_mb(pid)
+    # every terminal API process behind the gateway holds some of the sessions
+    pids = [p.pid for name, p in stack.processes.items() if name.startswith("terminal-api")]
+    before = sum(rss_mb(pid) for pid in pids)
     sessions = []
     for _ in range(SESSIONS):
         sessions.append(await open_session(stack, db["id"], token))
-    opened = rss_mb(pid)
+    opened = sum(rss_mb(pid) for pid in pids)
     load = await steady(lambda i: sessions[i].select1(), SESSIONS, SECONDS)
-    after = rss_mb(pid)
+    after = sum(rss_mb(pid) for pid in pids)
     for s in sessions:
         await s.ws.close()
     conns = [await direct_connection(cred) for _ in range(SESSIONS)]

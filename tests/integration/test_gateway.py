@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import socket
+
 import httpx
 import pytest
 
@@ -81,3 +84,59 @@ async def test_dashboard_is_served(gateway: httpx.AsyncClient, stack: RunningSta
     response = await gateway.get("/", headers={"Host": stack.host("dashboard")})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
+
+
+def _raw(stack: RunningStack, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are (httpx would refuse or fix them) and read one answer."""
+    with socket.create_connection(("127.0.0.1", stack.config.gateway_port), timeout=10) as s:
+        s.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {
+            k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])
+        }
+        while len(body) < int(headers.get("content-length", "0")):
+            body += s.recv(65536)
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    ("label", "request_bytes", "status", "code"),
+    [
+        ("malformed", b"GET / HTTP/1.1\r\nHost: api.localhost\r\nContent-Length: x\r\n\r\n",
+         400, "bad_request"),
+        ("no host", b"GET /v1/users/me HTTP/1.1\r\n\r\n", 400, "bad_request"),
+        ("trace", b"TRACE /v1/users/me HTTP/1.1\r\nHost: api.localhost\r\n\r\n",
+         405, "method_not_allowed"),
+        ("long uri", b"GET /v1/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: api.localhost\r\n\r\n",
+         414, "uri_too_long"),
+        ("huge header", b"GET /v1/users/me HTTP/1.1\r\nHost: api.localhost\r\nCookie: "
+         + b"c" * 70000 + b"\r\n\r\n", 431, "headers_too_large"),
+        ("terminal trace", b"TRACE /v1/terminal/x HTTP/1.1\r\nHost: terminal.localhost\r\n\r\n",
+         405, "method_not_allowed"),
+    ],
+)  # fmt: skip
+async def test_the_gateways_own_errors_are_problem_json(
+    stack: RunningStack, label: str, request_bytes: bytes, status: int, code: str
+) -> None:
+    request_bytes = request_bytes.replace(b".localhost", f".{stack.base_domain}".encode())
+    got, headers, body = _raw(stack, request_bytes + b"")
+    assert got == status, (label, got, body[:200])
+    assert headers["content-type"].startswith("application/problem+json"), label
+    problem = json.loads(body)
+    assert problem["status"] == status and problem["code"] == code, label
+    assert problem["request_id"] and headers["x-request-id"] == problem["request_id"]
+
+
+async def test_a_body_too_large_for_a_route_is_problem_json(gateway: httpx.AsyncClient) -> None:
+    resp = await gateway.post(
+        "/v1/auth/signup",
+        content=b"x" * (11 * 1024 * 1024),
+        headers={"content-type": "application/json"},
+    )
+    assert resp.status_code == 413
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    assert resp.json()["code"] == "payload_too_large"

@@ -165,7 +165,11 @@ def test_compose_gateway_points_at_compose_services() -> None:
 def test_compose_gateway_config_passes_nginx_t(tmp_path: Path) -> None:
     (tmp_path / "logs").mkdir()
     conf = tmp_path / "nginx.conf"
-    conf.write_text(GATEWAY_COMPOSE.read_text())
+    # the problems snippet is mounted at /etc/nginx/problems.conf in the container
+    problems = GATEWAY_COMPOSE.parent / "problems.conf"
+    conf.write_text(GATEWAY_COMPOSE.read_text().replace("/etc/nginx/problems.conf", str(problems)))
+    mounts = compose()["services"]["gateway"]["volumes"]
+    assert "./deploy/gateway/problems.conf:/etc/nginx/problems.conf:ro" in mounts
     check = subprocess.run(
         [
             *("nginx", "-t", "-q", "-p", str(tmp_path), "-c", str(conf)),

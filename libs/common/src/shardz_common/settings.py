@@ -24,6 +24,7 @@ class PlatformSettings(BaseSettings):
     provisioner_url: str = "http://127.0.0.1:8102"
     terminal_url: str = "http://127.0.0.1:8105"
     billing_url: str = "http://127.0.0.1:8104"
+    storage_url: str = "http://127.0.0.1:8103"
     jwt_issuer: str = "smallshardz-identity"
     jwt_audience: str = "smallshardz"
     otlp_endpoint: str | None = None

@@ -15,6 +15,9 @@ KNOWN_SERVICES: dict[str, int] = {
     "billing": 8104,
     "terminal": 8105,
 }
+# Services that run a second API process, on their port plus this offset, behind the same
+# gateway upstream: the storage quota must hold across processes, not just inside one.
+SECOND_API_PORT_OFFSET: dict[str, int] = {"storage": 50, "terminal": 50}
 
 
 def repo_root() -> Path:
@@ -86,9 +89,6 @@ class StackConfig:
     seaweed: SeaweedPorts = field(default_factory=SeaweedPorts)
     # A test stack starts from empty databases and an empty tenant cluster every session.
     fresh: bool = False
-    # API processes of a service beyond the first, each on the port plus 50 * n, behind the
-    # same gateway upstream (the test stack runs two terminals: its session cap is global).
-    extra_apis: dict[str, int] = field(default_factory=dict)
     # Settings this stack gives its services (the caller's environment still wins in dev).
     settings: dict[str, str] = field(default_factory=dict)
 
@@ -134,7 +134,6 @@ class StackConfig:
                 grpc_offset=10,
             ),
             fresh=True,
-            extra_apis={"terminal": 1},
             # every test signs its users up from 127.0.0.1; the limit's own test sets its own
             settings={
                 "IDENTITY_SIGNUP_MAX_PER_ADDRESS_PER_HOUR": "1000000",
@@ -145,17 +144,15 @@ class StackConfig:
                 "PROVISIONER_STATEMENT_CEILING_SECONDS": "15",
                 # several stacks (and their extra processes) share one PostgreSQL whose
                 # max_connections is often Debian's 100: smaller pools per process
-                **{f"{s.upper()}_DB_POOL_SIZE": "4" for s in KNOWN_SERVICES},
-                **{f"{s.upper()}_DB_MAX_OVERFLOW": "6" for s in KNOWN_SERVICES},
+                **{f"{s.upper()}_DB_POOL_SIZE": "3" for s in KNOWN_SERVICES},
+                **{f"{s.upper()}_DB_MAX_OVERFLOW": "7" for s in KNOWN_SERVICES},
             },
         )
 
     def listen_ports(self) -> dict[str, int]:
         """Every TCP port this stack's own processes will listen on, by label."""
         ports = {f"{s} api": self.port(s) for s in self.services}
-        for s in self.services:
-            for n, port in enumerate(self.api_ports(s)[1:], 2):
-                ports[f"{s} api {n}"] = port
+        ports.update({f"{s} api 2": self.api_ports(s)[1] for s in self.second_api_services()})
         ports["gateway"] = self.gateway_port
         ports["s3"] = self.seaweed.s3
         ports["seaweed master"] = self.seaweed.master
@@ -169,10 +166,14 @@ class StackConfig:
     def port(self, service: str) -> int:
         return self.service_ports[service]
 
+    def second_api_services(self) -> list[str]:
+        return [s for s in self.services if s in SECOND_API_PORT_OFFSET]
+
     def api_ports(self, service: str) -> list[int]:
-        """Every port an API process of `service` listens on; the first is `port(service)`."""
-        first = self.port(service)
-        return [first + 50 * n for n in range(self.extra_apis.get(service, 0) + 1)]
+        """Every port an API process of `service` listens on (the gateway spreads over them)."""
+        port = self.port(service)
+        offset = SECOND_API_PORT_OFFSET.get(service)
+        return [port, port + offset] if offset and service in self.services else [port]
 
     def internal_url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.port(service)}"

@@ -55,6 +55,7 @@ def render(config: StackConfig) -> str:
         "@@LISTEN@@": f"{config.gateway_host}:{config.gateway_port}",
         "@@BASE@@": config.base_domain,
         "@@DASHBOARD_ROOT@@": str(dashboard_root(config)),
+        "@@PROBLEMS@@": str(TEMPLATE.parent / "problems.conf"),
     }
     text = TEMPLATE.read_text()
     for key, value in replacements.items():

@@ -20,6 +20,7 @@ def _generators() -> dict[str, Callable[[], str]]:
     gens: dict[str, Callable[[], str]] = {
         "IDENTITY_SECRET_KEY": lambda: Fernet.generate_key().decode(),
         "PROVISIONER_SECRET_KEY": lambda: Fernet.generate_key().decode(),
+        "STORAGE_SECRET_KEY": lambda: Fernet.generate_key().decode(),
         "IDENTITY_BOOTSTRAP_ADMIN_EMAIL": lambda: "admin@example.com",
         "IDENTITY_BOOTSTRAP_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(18),
         "DEVSTACK_TENANT_PG_PASSWORD": _token,

@@ -125,11 +125,13 @@ def commands(stack: PreparedStack) -> dict[str, list[str]]:
     for service in stack.config.services:
         for role in ("api", "worker"):
             procs[f"{service}-{role}"] = [sys.executable, "-m", f"shardz_{service}", role]
-        for n, port in enumerate(stack.config.api_ports(service)[1:], 2):
-            procs[f"{service}-api-{n}"] = [
-                "env", f"{service.upper()}_PORT={port}",
-                sys.executable, "-m", f"shardz_{service}", "api",
-            ]  # fmt: skip
+    for service in stack.config.second_api_services():
+        port = stack.config.api_ports(service)[1]
+        procs[f"{service}-api-2"] = [
+            "/usr/bin/env",
+            f"{service.upper()}_PORT={port}",
+            *procs[f"{service}-api"],
+        ]
     procs["gateway"] = gateway.nginx_command(stack.config)
     procs["s3"] = seaweed.weed_command(stack.config, stack.secrets)
     if stack.env.get("PAYSTACK_STANDIN_SECRET_KEY"):

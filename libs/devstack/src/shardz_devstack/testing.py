@@ -138,9 +138,10 @@ def _wait_ready(running: RunningStack) -> None:
     checks: list[tuple[str, str, dict[str, str]]] = [
         (f"{s}-api", f"{url}/readyz", {}) for s, url in running.internal_urls.items()
     ]
-    for s in running.config.services:
-        for n, port in enumerate(running.config.api_ports(s)[1:], 2):
-            checks.append((f"{s}-api-{n}", f"http://127.0.0.1:{port}/readyz", {}))
+    checks += [
+        (f"{s}-api-2", f"http://127.0.0.1:{running.config.api_ports(s)[1]}/readyz", {})
+        for s in running.config.second_api_services()
+    ]
     checks.append(("gateway", f"{running.gateway_url}/", {"Host": running.host("dashboard")}))
     with httpx.Client(timeout=2.0) as client:
         for name, url, headers in checks:

@@ -102,6 +102,8 @@ class StorageUsageReported(Event):
     used_bytes: int
     object_count: int
     measured_at: datetime
+    # the space's storage plan (billing subscribes the space to it)
+    plan: str = "storage-free"
 
 
 @register

@@ -1,0 +1,315 @@
+"""Storage through the gateway vs the same SeaweedFS straight from a client, in one run:
+upload and download MB/s of 256 MiB objects (floor: boto3's managed transfers), 4 KiB PUT
+ops/s (floor: the same httpx client on presigned URLs, so both sides pay the same client
+cost), and the storage API process's peak RSS during a 1 GiB upload and download."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import os
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import boto3
+import httpx
+from botocore.config import Config
+from common import Row, print_table
+
+MIB = 1024 * 1024
+BIG = 256 * MIB
+HUGE = 1024 * MIB
+SMALL = 4096
+REPS = 3
+OPS_SECONDS = 8
+CONCURRENCY = 16
+BUCKET = "bench-floor"
+
+
+def bench_config():  # type: ignore[no-untyped-def]
+    from auth_bench import bench_stack_config
+
+    return dataclasses.replace(
+        bench_stack_config(slot=7, name="bench-storage"), services=("identity", "storage")
+    )
+
+
+class Sink(io.RawIOBase):
+    def __init__(self) -> None:
+        self.n = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        n = len(b)
+        self.n += n
+        return n
+
+
+class Chunks:
+    """A body of `size` bytes sent in 1 MiB chunks without holding it whole."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.block = os.urandom(MIB)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        sent = 0
+        while sent < self.size:
+            n = min(MIB, self.size - sent)
+            sent += n
+            yield self.block[:n]
+
+
+def mbps(size: int, seconds: float) -> float:
+    return size / seconds / 1e6
+
+
+def s3_client(env: dict[str, str]) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=env["STORAGE_S3_ENDPOINT"],
+        aws_access_key_id=env["STORAGE_S3_ACCESS_KEY"],
+        aws_secret_access_key=env["STORAGE_S3_SECRET_KEY"],
+        region_name="us-east-1",
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+
+
+def floor_transfers(env: dict[str, str], data: bytes) -> tuple[float, float]:
+    client = s3_client(env)
+    with suppress(client.exceptions.BucketAlreadyOwnedByYou):
+        client.create_bucket(Bucket=BUCKET)
+    up, down = [], []
+    for i in range(REPS + 1):
+        key = f"floor/{i}"
+        t = time.perf_counter()
+        client.upload_fileobj(io.BytesIO(data), BUCKET, key)
+        up.append(mbps(len(data), time.perf_counter() - t))
+        sink = Sink()
+        t = time.perf_counter()
+        client.download_fileobj(BUCKET, key, sink)
+        down.append(mbps(sink.n, time.perf_counter() - t))
+        assert sink.n == len(data)
+        client.delete_object(Bucket=BUCKET, Key=key)
+    return statistics.median(up[1:]), statistics.median(down[1:])
+
+
+async def our_transfers(
+    client: httpx.AsyncClient, headers: dict[str, str], data: bytes
+) -> tuple[float, float]:
+    up, down = [], []
+    for i in range(REPS + 1):
+        path = f"/v1/storage/objects/bench/big-{i}"
+        t = time.perf_counter()
+        resp = await client.put(path, content=data, headers=headers)
+        up.append(mbps(len(data), time.perf_counter() - t))
+        assert resp.status_code == 201, resp.text
+        n = 0
+        t = time.perf_counter()
+        async with client.stream("GET", path, headers=headers) as got:
+            async for chunk in got.aiter_raw():
+                n += len(chunk)
+        down.append(mbps(n, time.perf_counter() - t))
+        assert n == len(data)
+        assert (await client.delete(path, headers=headers)).status_code == 204
+    return statistics.median(up[1:]), statistics.median(down[1:])
+
+
+async def ops(send: Callable[[int], Any]) -> float:
+    """PUTs per second with CONCURRENCY requests in flight for OPS_SECONDS."""
+    done = 0
+    stop = time.perf_counter() + OPS_SECONDS
+    counter = iter(range(10**9))
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            resp = await send(next(counter))
+            assert resp.status_code in (200, 201), resp.text
+            done += 1
+
+    t = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return done / (time.perf_counter() - t)
+
+
+@contextmanager
+def peak_rss(pids: list[int]) -> Iterator[dict[str, int]]:
+    """Sample the resident memory of `pids` every 20 ms; yields {"peak": bytes}."""
+    result = {"peak": 0}
+    stop = threading.Event()
+
+    def rss(pid: int) -> int:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def sample() -> None:
+        while not stop.is_set():
+            result["peak"] = max(result["peak"], *(rss(p) for p in pids))
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        stop.set()
+        thread.join()
+
+
+async def measure(stack: Any) -> dict[str, float]:
+    host = stack.host("api")
+    data = os.urandom(BIG)
+    figures: dict[str, float] = {}
+    async with httpx.AsyncClient(
+        base_url=stack.gateway_url,
+        headers={"Host": host},
+        timeout=600,
+        limits=httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY),
+    ) as client:
+        resp = await client.post(
+            "/v1/auth/signup",
+            json={
+                "email": f"bench-{uuid.uuid4().hex[:10]}@example.com",
+                "password": "correct horse battery",
+            },
+        )
+        token = resp.json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        plan = await client.patch("/v1/storage", json={"plan": "storage-plus"}, headers=headers)
+        assert plan.status_code == 200, plan.text
+
+        figures["floor_up"], figures["floor_down"] = await asyncio.to_thread(
+            floor_transfers, stack.env, data
+        )
+        figures["up"], figures["down"] = await our_transfers(client, headers, data)
+        del data
+
+        small = os.urandom(SMALL)
+        figures["ops"] = await ops(
+            lambda i: client.put(
+                f"/v1/storage/objects/ops/{i % 2000}", content=small, headers=headers
+            )
+        )
+        s3 = s3_client(stack.env)
+        urls = [
+            s3.generate_presigned_url(
+                "put_object", Params={"Bucket": BUCKET, "Key": f"ops/{i}"}, ExpiresIn=3600
+            )
+            for i in range(2000)
+        ]
+        async with httpx.AsyncClient(
+            timeout=60,
+            limits=httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY),
+        ) as direct:
+            figures["floor_ops"] = await ops(lambda i: direct.put(urls[i % 2000], content=small))
+
+        pids = [stack.processes[name].pid for name in ("storage-api", "storage-api-2")]
+        with peak_rss(pids) as up_rss:
+            resp = await client.put(
+                "/v1/storage/objects/bench/huge", content=Chunks(HUGE), headers=headers
+            )
+            assert resp.status_code == 201, resp.text
+        with peak_rss(pids) as down_rss:
+            async with client.stream(
+                "GET", "/v1/storage/objects/bench/huge", headers=headers
+            ) as got:
+                async for _ in got.aiter_raw():
+                    pass
+        figures["rss_up"] = up_rss["peak"] / MIB
+        figures["rss_down"] = down_rss["peak"] / MIB
+    return figures
+
+
+def run() -> list[Row]:
+    from shardz_devstack.testing import start_test_stack
+
+    t0 = time.monotonic()
+    stack = start_test_stack(bench_config())
+    print(f"bench stack up in {time.monotonic() - t0:.1f}s at {stack.gateway_url}", flush=True)
+    try:
+        f = asyncio.run(measure(stack))
+    finally:
+        stack.stop()
+    print_table(
+        f"storage: 256 MiB transfers (median of {REPS}), "
+        f"4 KiB PUTs ({CONCURRENCY} in flight, {OPS_SECONDS}s)",
+        ["", "platform (gateway)", "floor (direct to SeaweedFS)", "ratio", "goal"],
+        [
+            [
+                "upload MB/s",
+                f"{f['up']:.0f}",
+                f"{f['floor_up']:.0f}",
+                f"{f['up'] / f['floor_up']:.2f}",
+                ">= 0.7",
+            ],
+            [
+                "download MB/s",
+                f"{f['down']:.0f}",
+                f"{f['floor_down']:.0f}",
+                f"{f['down'] / f['floor_down']:.2f}",
+                ">= 0.7",
+            ],
+            [
+                "4 KiB PUT ops/s",
+                f"{f['ops']:.0f}",
+                f"{f['floor_ops']:.0f}",
+                f"{f['ops'] / f['floor_ops']:.2f}",
+                ">= 0.5",
+            ],
+        ],
+    )
+    print(
+        f"storage API peak RSS: 1 GiB upload {f['rss_up']:.0f} MiB, "
+        f"1 GiB download {f['rss_down']:.0f} MiB (goal < 150 MB)"
+    )
+    return [
+        Row(
+            "storage upload 256 MiB via gateway, MB/s",
+            f["up"],
+            f["floor_up"],
+            "MB/s",
+            ">= 0.7 x boto3 direct",
+        ),
+        Row(
+            "storage download 256 MiB via gateway, MB/s",
+            f["down"],
+            f["floor_down"],
+            "MB/s",
+            ">= 0.7 x boto3 direct",
+        ),
+        Row(
+            "storage 4 KiB PUT via gateway, ops/s",
+            f["ops"],
+            f["floor_ops"],
+            "req/s",
+            ">= 0.5 x direct PUT",
+        ),
+        Row(
+            "storage API peak RSS, 1 GiB upload",
+            f["rss_up"],
+            150,
+            "MiB",
+            "< 150 MB",
+            higher_is_better=False,
+        ),
+        Row(
+            "storage API peak RSS, 1 GiB download",
+            f["rss_down"],
+            150,
+            "MiB",
+            "< 150 MB",
+            higher_is_better=False,
+        ),
+    ]
