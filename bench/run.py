@@ -21,7 +21,7 @@ def main() -> None:
         "which",
         nargs="?",
         default="all",
-        choices=["auth", "events", "provisioning", "billing", "storage", "all"],
+        choices=["auth", "events", "provisioning", "billing", "storage", "terminal", "all"],
     )
     args = parser.parse_args()
     print(f"machine: {machine_note()}", flush=True)
@@ -48,6 +48,10 @@ def main() -> None:
         import storage_bench
 
         rows += storage_bench.run()
+    if args.which in ("terminal", "all"):
+        import terminal_bench
+
+        rows += terminal_bench.run()
     print(f"\nmachine after: {machine_note()}")
     print("\n" + markdown(rows))
 

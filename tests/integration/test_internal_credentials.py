@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import psycopg
+import pytest
 
 from tests.integration.helpers import assert_problem, create_db, signup
 
@@ -29,17 +30,26 @@ async def test_session_credentials_are_internal_authenticated_and_owner_scoped(
         ok = await direct.post(url, json=body, headers={"Authorization": f"Bearer {secret}"})
         assert ok.status_code == 200, ok.text
         cred = ok.json()
-        assert cred["username"] == db["username"] and cred["database"] == db["database"]
+        # a platform-owned login that acts as the tenant's role, never the tenant's password
+        assert cred["role"] == db["username"] and cred["database"] == db["database"]
+        assert cred["username"] != db["username"] and cred["password"] != db["password"]
         async with await psycopg.AsyncConnection.connect(
             host=cred["host"],
             port=cred["port"],
             dbname=cred["database"],
             user=cred["username"],
             password=cred["password"],
+            autocommit=True,
         ) as conn:
+            # on its own the login can do nothing in the database ...
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                await conn.execute("CREATE TABLE mine (x int)")
+            # ... and as the tenant's role it can do what the tenant can
+            await conn.execute(f'SET ROLE "{cred["role"]}"')
             assert (await (await conn.execute("SELECT current_user")).fetchone())[0] == db[
                 "username"
             ]
+            await conn.execute("CREATE TABLE mine (x int)")
         # another user's id never gets this database's credential
         theirs = {"database_id": db["id"], "user_id": other["user"]["id"]}
         denied = await direct.post(url, json=theirs, headers={"Authorization": f"Bearer {secret}"})

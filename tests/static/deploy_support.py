@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,15 @@ GATEWAY_COMPOSE = ROOT / "deploy" / "gateway" / "nginx.compose.conf"
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
 
+
+def _service_name(pyproject: Path) -> str:
+    """`shardz-terminal` in services/terminal-gateway: the platform's name of a service is
+    its package's, not its folder's."""
+    return str(tomllib.loads(pyproject.read_text())["project"]["name"]).removeprefix("shardz-")
+
+
 SERVICES: dict[str, int] = {
-    p.parent.name: KNOWN_SERVICES[p.parent.name]
+    _service_name(p): KNOWN_SERVICES[_service_name(p)]
     for p in sorted((ROOT / "services").glob("*/pyproject.toml"))
 }
 # Settings a deployment must set even though they have a default (the default is for a
@@ -40,7 +48,7 @@ EXTRA_REQUIRED = {
     "billing": {"PAYSTACK_SECRET_KEY"},
 }
 # Services that keep no secret at rest, so need no <PREFIX>SECRET_KEY (a Fernet key).
-NO_DATA_KEY = {"billing"}
+NO_DATA_KEY = {"billing", "terminal"}
 INTERNAL_SECRETS = {f.upper() for f in InternalSecrets.model_fields}
 # CONTRACT.md section 1: (host label, path, service). "dashboard" is the web app.
 CONTRACT_ROUTES = {
@@ -51,6 +59,7 @@ CONTRACT_ROUTES = {
     ("api", "/v1/databases", "provisioner"),
     ("api", "/v1/storage", "storage"),
     ("api", "/v1/billing", "billing"),
+    ("api", "/v1/terminal/history", "terminal"),
     ("terminal", "/v1/terminal/", "terminal"),
     ("dashboard", "/", "dashboard"),
 }

@@ -26,6 +26,7 @@ def run_cli(
     app_factory: str,
     worker_spec: str,
     extra: dict[str, Callable[[], None]] | None = None,
+    uvicorn_options: dict[str, object] | None = None,
 ) -> None:
     commands = ["migrate", "api", "worker", *(extra or {})]
     # extra commands may take options of their own (they read them from sys.argv)
@@ -57,6 +58,7 @@ def run_cli(
             loop="uvloop",
             lifespan="on",
             log_config=None,
+            **(uvicorn_options or {}),  # type: ignore[arg-type]
         )
     elif cmd == "worker":
         from shardz_common.worker import WorkerSpec, run_worker

@@ -22,6 +22,7 @@ class PlatformSettings(BaseSettings):
     free_plan_database_size_bytes: int = 536_870_912
     identity_url: str = "http://127.0.0.1:8101"
     provisioner_url: str = "http://127.0.0.1:8102"
+    terminal_url: str = "http://127.0.0.1:8105"
     billing_url: str = "http://127.0.0.1:8104"
     storage_url: str = "http://127.0.0.1:8103"
     jwt_issuer: str = "smallshardz-identity"

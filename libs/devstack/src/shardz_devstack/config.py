@@ -17,7 +17,7 @@ KNOWN_SERVICES: dict[str, int] = {
 }
 # Services that run a second API process, on their port plus this offset, behind the same
 # gateway upstream: the storage quota must hold across processes, not just inside one.
-SECOND_API_PORT_OFFSET: dict[str, int] = {"storage": 50}
+SECOND_API_PORT_OFFSET: dict[str, int] = {"storage": 50, "terminal": 50}
 
 
 def repo_root() -> Path:

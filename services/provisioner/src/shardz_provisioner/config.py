@@ -33,3 +33,5 @@ class ProvisionerSettings(ServiceSettings):
     statement_ceiling_seconds: float = 3600.0
     # concurrent DDL per cluster from one process; CREATE DATABASE mostly waits on I/O
     admin_pool_size: int = 10
+    # connections the terminal gateway's login role may hold on one database
+    terminal_connection_limit: int = 10

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Header, Request
 
 from shardz_common.auth import Principal, check_internal_secret
 from shardz_common.db import SessionDep
-from shardz_common.errors import AccountSuspended, NotFound
+from shardz_common.errors import AccountSuspended, Forbidden, NotFound
 from shardz_provisioner.db.tables import Account, Cluster
-from shardz_provisioner.deps import RegistryDep
+from shardz_provisioner.deps import RegistryDep, SettingsDep
+from shardz_provisioner.domain import names
 from shardz_provisioner.domain.models import SessionCredential, SessionCredentialRequest
-from shardz_provisioner.services.provisioning import get_owned
+from shardz_provisioner.services.provisioning import ensure_terminal_login, get_owned
 
 router = APIRouter(prefix="/internal", include_in_schema=False)
 
@@ -22,6 +23,7 @@ async def session_credential(
     body: SessionCredentialRequest,
     session: SessionDep,
     registry: RegistryDep,
+    settings: SettingsDep,
     request: Request,
     authorization: Annotated[str | None, Header()] = None,
 ) -> SessionCredential:
@@ -34,12 +36,24 @@ async def session_credential(
         raise AccountSuspended("the account is suspended")
     if db.status != "ready" or db.password is None:
         raise NotFound("no such database")
+    if db.size_state == "over_grown":  # its logins are off until it shrinks
+        raise Forbidden("the database is over its plan's size; it has no logins until it shrinks")
     cluster = await session.get(Cluster, db.cluster)
     assert cluster is not None
+    # A platform-owned login that acts as the tenant's role: the tenant may change its own
+    # password (ALTER ROLE ... PASSWORD) without breaking the terminal.
+    async with registry.admin(cluster.name) as conn:
+        password = await ensure_terminal_login(conn, settings, db)
+        # where the platform reaches the cluster (inside compose or a cluster network), not
+        # the public address users get
+        host, port = conn.info.host, conn.info.port
+    if host.startswith("/"):
+        host, port = cluster.host, cluster.port
     return SessionCredential(
-        host=cluster.host,
-        port=cluster.port,
+        host=host,
+        port=port,
         database=db.db_name,
-        username=db.role_name,
-        password=registry.fernet.decrypt(db.password).decode(),
+        username=names.terminal_role_name(db.id),
+        password=password,
+        role=db.role_name,
     )

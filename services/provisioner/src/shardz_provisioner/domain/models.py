@@ -82,11 +82,14 @@ class SessionCredentialRequest(BaseModel):
 
 
 class SessionCredential(BaseModel):
+    """The terminal's login (a platform-owned role) and the tenant role it acts as."""
+
     host: str
     port: int
     database: str
     username: str
     password: str
+    role: str
 
 
 class Orphans(BaseModel):

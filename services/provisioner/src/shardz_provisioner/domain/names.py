@@ -11,6 +11,8 @@ from urllib.parse import quote
 
 DB_PREFIX = "shz_d_"
 ROLE_PREFIX = "shz_u_"
+# The platform-owned login role of each database, used by the terminal gateway only.
+TERMINAL_ROLE_PREFIX = "shz_t_"
 SCRAM_ITERATIONS = 4096
 
 
@@ -20,6 +22,17 @@ def db_name(database_id: uuid.UUID) -> str:
 
 def role_name(database_id: uuid.UUID) -> str:
     return f"{ROLE_PREFIX}{database_id.hex}"
+
+
+def terminal_role_name(database_id: uuid.UUID) -> str:
+    return f"{TERMINAL_ROLE_PREFIX}{database_id.hex}"
+
+
+def terminal_password(secret_key: bytes, database_id: uuid.UUID) -> str:
+    """Derived, not stored: every provisioner process computes the same one, and nothing a
+    tenant does (it cannot alter this role) changes it."""
+    digest = hmac.new(secret_key, b"terminal-login:" + database_id.bytes, hashlib.sha256)
+    return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
 
 
 def new_password() -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import structlog
 from psycopg import AsyncConnection, errors, sql
 
-from shardz_provisioner.domain.names import DB_PREFIX, ROLE_PREFIX
+from shardz_provisioner.domain.names import DB_PREFIX, ROLE_PREFIX, TERMINAL_ROLE_PREFIX
 
 log = structlog.get_logger(__name__)
 
@@ -96,6 +96,54 @@ async def create_database(conn: AsyncConnection, db: str, role: str) -> None:
     await conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db)))
 
 
+async def ensure_terminal_login(
+    conn: AsyncConnection, db: str, tenant_role: str, login_role: str, verifier: str, limit: int
+) -> None:
+    """The terminal's login role for `db`: LOGIN, NOINHERIT (on its own it can do nothing),
+    a member of the tenant's role (the terminal SETs ROLE to it), CONNECT on the database.
+    Converges: a tenant that revoked the membership or CONNECT (its database, its role) gets
+    them back on the next terminal session, and databases older than this role get one."""
+    state = await conn.execute(
+        "SELECT r.rolcanlogin,"
+        " pg_catalog.pg_has_role(r.oid, t.oid, 'MEMBER'),"
+        " pg_catalog.has_database_privilege(r.oid, d.oid, 'CONNECT')"
+        " FROM pg_catalog.pg_roles r, pg_catalog.pg_roles t, pg_catalog.pg_database d"
+        " WHERE r.rolname = %s AND t.rolname = %s AND d.datname = %s",
+        (login_role, tenant_role, db),
+    )
+    row = await state.fetchone()
+    if row is not None and all(row):
+        return
+    login = sql.Identifier(login_role)
+    async with conn.transaction():
+        # concurrent first sessions of one database: one creates, the others find it
+        await conn.execute(
+            "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext(%s))", (login_role,)
+        )
+        if not await _exists(
+            conn, "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", login_role
+        ):
+            await conn.execute(
+                sql.SQL(
+                    "CREATE ROLE {} WITH LOGIN NOINHERIT " + ROLE_FLAGS + " CONNECTION LIMIT {}"
+                    " PASSWORD {}"
+                ).format(login, sql.Literal(limit), sql.Literal(verifier))
+            )
+        else:
+            await conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN").format(login))
+        await conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(tenant_role), login))
+        await conn.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(db), login)
+        )
+
+
+async def disable_terminal_login(conn: AsyncConnection, login_role: str) -> None:
+    """No new terminal sessions, and the open ones end (suspension)."""
+    if await _exists(conn, "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", login_role):
+        await set_login(conn, login_role, False)
+        await terminate_sessions(conn, login_role)
+
+
 async def set_password(conn: AsyncConnection, role: str, verifier: str) -> None:
     await conn.execute(
         sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
@@ -130,12 +178,14 @@ async def terminate_sessions(conn: AsyncConnection, role: str) -> None:
     )
 
 
-async def drop(conn: AsyncConnection, db: str, role: str) -> None:
+async def drop(conn: AsyncConnection, db: str, role: str, terminal_role: str | None = None) -> None:
     """Drop a tenant database and its role, whatever the tenants did to get in the way.
 
     The owner may flag its database `IS_TEMPLATE` (DROP DATABASE refuses templates), and any
     tenant may grant privileges to another tenant's role (DROP ROLE refuses a role that holds
     privileges). Either would fail every deletion retry and stall the queue behind it."""
+    if terminal_role is not None:
+        await disable_terminal_login(conn, terminal_role)
     role_exists = await _exists(conn, "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", role)
     if role_exists:  # no new sessions to flip the flag back; end the open ones
         await set_login(conn, role, False)
@@ -147,7 +197,14 @@ async def drop(conn: AsyncConnection, db: str, role: str) -> None:
         await conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db))
         )
-    if not role_exists:
+    if terminal_role is not None:
+        await _drop_role(conn, terminal_role)
+    if role_exists:
+        await _drop_role(conn, role)
+
+
+async def _drop_role(conn: AsyncConnection, role: str) -> None:
+    if not await _exists(conn, "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", role):
         return
     # Run in the admin's own database: revokes what others granted this role on shared
     # objects (e.g. CONNECT on their databases); the role owns nothing here.
@@ -188,7 +245,8 @@ async def usage_all(conn: AsyncConnection) -> dict[str, tuple[int, int]]:
 async def platform_objects(conn: AsyncConnection) -> tuple[set[str], set[str]]:
     """Roles and databases on the cluster that look like ours (by generated prefix)."""
     roles = await conn.execute(
-        "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname LIKE %s", (ROLE_PREFIX + "%",)
+        "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname LIKE %s OR rolname LIKE %s",
+        (ROLE_PREFIX + "%", TERMINAL_ROLE_PREFIX + "%"),
     )
     dbs = await conn.execute(
         "SELECT datname FROM pg_catalog.pg_database WHERE datname LIKE %s", (DB_PREFIX + "%",)

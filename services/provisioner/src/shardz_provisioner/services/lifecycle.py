@@ -191,6 +191,9 @@ async def apply_access(
                     await ddl.set_login(conn, db.role_name, login)
                     if suspend:
                         await ddl.terminate_sessions(conn, db.role_name)
+                    if not login:
+                        # the terminal's login comes back with its next credential request
+                        await ddl.disable_terminal_login(conn, names.terminal_role_name(db.id))
             except ClusterUnavailable:
                 continue  # converges once the cluster answers again
             db.access_pending = False

@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime
 
 import structlog
+from psycopg import AsyncConnection
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
@@ -202,14 +203,32 @@ async def _run_ddl(
         await ddl.create_role(conn, db.role_name, verifier, limit)
         faults.hit("after_role")
         await ddl.create_database(conn, db.db_name, db.role_name)
+        await ensure_terminal_login(conn, settings, db)
         size, _ = await ddl.usage(conn, db.db_name)
     return size
+
+
+async def ensure_terminal_login(
+    conn: AsyncConnection, settings: ProvisionerSettings, db: Database
+) -> str:
+    """The terminal's login role for `db` (see ddl.ensure_terminal_login); its password."""
+    password = names.terminal_password(settings.fernet_key(), db.id)
+    await ddl.ensure_terminal_login(
+        conn,
+        db.db_name,
+        db.role_name,
+        names.terminal_role_name(db.id),
+        await names.scram_verifier_async(password),
+        settings.terminal_connection_limit,
+    )
+    return password
 
 
 async def _disable_login(registry: ClusterRegistry, db: Database) -> None:
     assert db.cluster is not None
     async with registry.admin(db.cluster) as conn:
         await ddl.set_login(conn, db.role_name, False)
+        await ddl.disable_terminal_login(conn, names.terminal_role_name(db.id))
 
 
 async def _abandon(
@@ -225,7 +244,7 @@ async def _abandon(
     if ddl_may_have_run:
         try:
             async with registry.admin(db.cluster) as conn:
-                await ddl.drop(conn, db.db_name, db.role_name)
+                await ddl.drop(conn, db.db_name, db.role_name, names.terminal_role_name(db.id))
         except ClusterUnavailable:
             log.warning("rollback deferred to the reconciler", database_id=str(db.id))
             return

@@ -43,7 +43,7 @@ async def _drop(registry: ClusterRegistry, db: Database) -> bool:
     assert db.cluster is not None
     try:
         async with registry.admin(db.cluster) as conn:
-            await ddl.drop(conn, db.db_name, db.role_name)
+            await ddl.drop(conn, db.db_name, db.role_name, names.terminal_role_name(db.id))
     except ClusterUnavailable:
         db.updated_at = datetime.now(UTC)
         return False
@@ -125,7 +125,7 @@ async def find_orphans(
         clusters = await registry.load(s)
         known = (
             await s.execute(
-                select(Database.cluster, Database.db_name, Database.role_name).where(
+                select(Database.id, Database.cluster, Database.db_name, Database.role_name).where(
                     Database.status != "deleted"
                 )
             )
@@ -138,7 +138,8 @@ async def find_orphans(
         except ClusterUnavailable:
             continue
         mine = [k for k in known if k.cluster == cluster.name]
-        orphan_roles = sorted(roles - {k.role_name for k in mine})
+        owned = {k.role_name for k in mine} | {names.terminal_role_name(k.id) for k in mine}
+        orphan_roles = sorted(roles - owned)
         orphan_dbs = sorted(dbs - {k.db_name for k in mine})
         ORPHANS.labels(cluster.name).set(len(orphan_roles) + len(orphan_dbs))
         if orphan_roles or orphan_dbs:

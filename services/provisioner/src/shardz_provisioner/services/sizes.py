@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shardz_common.events import DatabaseResumed, DatabaseSuspended
 from shardz_common.plans import database_size_limit
 from shardz_provisioner.db.tables import Account, Cluster, Database
+from shardz_provisioner.domain import names
 from shardz_provisioner.services import ddl
 from shardz_provisioner.services.clusters import ClusterRegistry, ClusterUnavailable
 from shardz_provisioner.services.events import emit
@@ -105,12 +106,15 @@ async def _apply(
     conn: AsyncConnection, db: Database, target: str | None, account_active: bool
 ) -> None:
     await ddl.set_read_only(conn, db.db_name, db.role_name, target is not None)
+    terminal = names.terminal_role_name(db.id)
     if target == OVER_GROWN:
         await ddl.set_login(conn, db.role_name, False)
+        await ddl.disable_terminal_login(conn, terminal)
     elif db.size_state == OVER_GROWN and account_active:
         await ddl.set_login(conn, db.role_name, True)
     if target is not None:
         await ddl.terminate_sessions(conn, db.role_name)  # new sessions take the setting
+        await ddl.terminate_sessions(conn, terminal)
 
 
 def _record(session: AsyncSession, db: Database, target: str | None, size: int) -> None:
