@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.integration.helpers import bearer, create_db, signup, wait_for
+from tests.integration.helpers import bearer, create_db, publish_event, signup, wait_for
 from tests.integration.terminal_client import Term, ws_connect
 
 
@@ -192,3 +192,21 @@ async def test_the_terminal_survives_the_tenant_changing_its_password(stack, own
 
 def term_login(db) -> str:
     return "shz_t_" + uuid.UUID(db["id"]).hex
+
+
+async def test_suspending_the_account_closes_its_sessions(stack, gateway, owner) -> None:
+    user, db = owner
+    term = await Term.open(stack, db["id"], user["access_token"])
+    bystander = await signup(gateway)
+    bystander_db = await create_db(gateway, bystander["access_token"])
+    other = await Term.open(stack, bystander_db["id"], bystander["access_token"])
+    await publish_event(
+        stack.env["PLATFORM_AMQP_URL"],
+        "account.suspended",
+        {"user_id": user["user"]["id"], "reason": "overdue"},
+    )
+    code, reason = await closed_with(term.ws, timeout=15)
+    assert code == 4403 and "suspended" in reason
+    # another account's session goes on
+    assert (await other.one("select 4 as still"))["rows"] == [[4]]
+    await other.close()
