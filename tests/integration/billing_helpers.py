@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -16,8 +15,7 @@ from typing import Any
 
 import httpx
 
-from shardz_devstack.config import repo_root
-from tests.integration.helpers import admin_token, bearer, publish_event, wait_for
+from tests.integration.helpers import admin_token, bearer, publish_event, service_process, wait_for
 
 
 def today() -> date:
@@ -137,26 +135,8 @@ async def wait_invoice_status(
 @contextlib.contextmanager
 def billing_process(stack: Any, command: str, **env: str) -> Iterator[subprocess.Popen[bytes]]:
     """An extra billing process (api or worker) on the test stack, with env overrides."""
-    full = {**stack.prepared.process_env(), **env}
-    path = stack.log_dir / f"extra-billing-{command}-{env.get('BILLING_PORT', 'w')}.log"
-    with open(path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "shardz_billing", command],
-            env=full,
-            cwd=repo_root(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+    with service_process(stack, "billing", command, **env) as proc:
+        yield proc
 
 
 def days_ago(n: float) -> datetime:

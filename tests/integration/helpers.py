@@ -139,12 +139,17 @@ def faulty_provisioner(stack: Any, step: str, **env: str) -> Iterator[subprocess
 
 @contextlib.contextmanager
 def service_process(
-    stack: Any, service: str, command: str, launcher: list[str] | None = None, **env: str
+    stack: Any,
+    service: str,
+    command: str,
+    launcher: list[str] | None = None,
+    log_name: str | None = None,
+    **env: str,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """An extra process (api or worker) of `service` on the test stack, with env overrides."""
     full = {**stack.prepared.process_env(), **env}
     port = env.get(f"{service.upper()}_PORT", "w")
-    path = stack.log_dir / f"extra-{service}-{command}-{port}.log"
+    path = stack.log_dir / f"extra-{service}-{log_name or f'{command}-{port}'}.log"
     entry = launcher or ["-m", f"shardz_{service}"]
     with open(path, "wb") as log:
         proc = subprocess.Popen(

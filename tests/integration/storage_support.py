@@ -8,7 +8,6 @@ import hashlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -20,7 +19,7 @@ from botocore.config import Config
 
 from shardz_devstack import seaweed
 from shardz_devstack.config import repo_root
-from tests.integration.helpers import bearer
+from tests.integration.helpers import bearer, service_process
 
 MIB = 1024 * 1024
 
@@ -143,26 +142,10 @@ async def raw_request(
 
 @contextlib.contextmanager
 def storage_process(stack: Any, command: str, name: str, **env: str) -> Iterator[Any]:
-    """An extra storage process (api or worker) on the test stack, with env overrides."""
-    full = {**stack.prepared.process_env(), **env}
-    with open(stack.log_dir / f"extra-storage-{name}.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "shardz_storage", command],
-            env=full,
-            cwd=repo_root(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+    """An extra storage process (api or worker) on the test stack, with env overrides; its
+    log is `extra-storage-<name>.log`."""
+    with service_process(stack, "storage", command, log_name=name, **env) as proc:
+        yield proc
 
 
 def stop_store(stack: Any) -> None:

@@ -14,6 +14,7 @@ import psycopg
 
 from tests.integration.helpers import (
     PASSWORD,
+    admin_token,
     assert_problem,
     bearer,
     free_port,
@@ -174,14 +175,7 @@ async def test_a_refresh_family_ends_at_its_maximum_age(gateway, stack) -> None:
 
 
 async def test_concurrent_signing_key_rotations_leave_one_active_key(gateway, stack) -> None:
-    admin = await gateway.post(
-        "/v1/auth/login",
-        json={
-            "email": stack.env["IDENTITY_BOOTSTRAP_ADMIN_EMAIL"],
-            "password": stack.env["IDENTITY_BOOTSTRAP_ADMIN_PASSWORD"],
-        },
-    )
-    token = admin.json()["access_token"]
+    token = await admin_token(gateway, stack.env)
     answers = await asyncio.gather(
         *(gateway.post("/v1/auth/signing-keys/rotate", headers=bearer(token)) for _ in range(4))
     )

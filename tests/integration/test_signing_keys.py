@@ -12,21 +12,9 @@ import httpx
 import jwt
 import psycopg
 
-from tests.integration.helpers import assert_problem, bearer, signup
+from tests.integration.helpers import admin_token, assert_problem, bearer, signup
 
 ROUTES = ["/v1/users/me", "/v1/databases"]  # identity and the provisioner
-
-
-async def admin_token(gateway: httpx.AsyncClient, stack) -> str:
-    resp = await gateway.post(
-        "/v1/auth/login",
-        json={
-            "email": stack.env["IDENTITY_BOOTSTRAP_ADMIN_EMAIL"],
-            "password": stack.env["IDENTITY_BOOTSTRAP_ADMIN_PASSWORD"],
-        },
-    )
-    assert resp.status_code == 200, resp.text
-    return str(resp.json()["access_token"])
 
 
 async def refused_everywhere_within(gateway: httpx.AsyncClient, token: str, limit: float) -> float:
@@ -51,7 +39,7 @@ async def test_an_emergency_revocation_stops_its_tokens_everywhere_within_five_s
     kid = jwt.get_unverified_header(token)["kid"]
     for route in ROUTES:  # verified and cached by each service
         assert (await gateway.get(route, headers=bearer(token))).status_code == 200
-    admin = await admin_token(gateway, stack)
+    admin = await admin_token(gateway, stack.env)
     forbidden = await gateway.post(f"/v1/auth/signing-keys/{kid}/revoke", headers=bearer(token))
     assert_problem(forbidden, 403, "forbidden")
     revoked = await gateway.post(f"/v1/auth/signing-keys/{kid}/revoke", headers=bearer(admin))
@@ -78,7 +66,7 @@ async def test_a_key_dropped_from_the_jwks_stops_verifying_within_a_minute(
     kid = jwt.get_unverified_header(token)["kid"]
     for route in ROUTES:
         assert (await gateway.get(route, headers=bearer(token))).status_code == 200
-    admin = await admin_token(gateway, stack)
+    admin = await admin_token(gateway, stack.env)
     rotated = await gateway.post("/v1/auth/signing-keys/rotate", headers=bearer(admin))
     assert rotated.status_code == 200
     # still trusted during the overlap ...
