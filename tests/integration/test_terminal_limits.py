@@ -97,9 +97,11 @@ async def test_an_idle_session_is_closed_and_a_huge_message_refused(stack, owner
         await term.ws.send(
             '{"type": "query", "id": 1, "sql": "select 1 -- ' + "x" * 1_100_000 + '"}'
         )
-        with pytest.raises(ConnectionClosed) as closed:
+        with pytest.raises(ConnectionClosed) as closed:  # refused: no answer, session over
             await term.answers(1, timeout=10)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        # the server's close frame says why (1009), unless it closed while we were still
+        # sending the rest of the message and the frame was lost with the connection
+        assert closed.value.rcvd is None or closed.value.rcvd.code == 1009
     with terminal_process(stack, TERMINAL_IDLE_TIMEOUT_SECONDS="1.5") as port:
         async with await Term.open(stack, db["id"], user["access_token"], port=port) as term:
             # a statement running longer than the idle timeout is not idleness
