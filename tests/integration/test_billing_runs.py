@@ -227,9 +227,11 @@ async def test_subscriptions_follow_users_and_usage_is_recorded_once(gateway, st
     async def ledger() -> list[tuple]:
         return await billing_rows(
             stack,
+            # this test's samples only: the storage service reports the new space too
             "SELECT resource_type, metric, quantity FROM usage_records WHERE user_id::text = %s"
-            " ORDER BY 1",
+            " AND measured_at = %s::timestamptz ORDER BY 1",
             uid,
+            measured,
         )
 
     for _ in range(100):
