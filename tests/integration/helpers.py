@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psycopg
 
 from shardz_devstack.config import repo_root
 
@@ -179,3 +180,13 @@ async def wait_http(url: str) -> None:
         return False
 
     await wait_for(up, timeout=30)
+
+
+async def can_login(uri: str) -> bool:
+    """Whether a database's connection URI logs in now (and answers a query)."""
+    try:
+        async with await psycopg.AsyncConnection.connect(uri, connect_timeout=5) as conn:
+            await conn.execute("SELECT 1")
+        return True
+    except psycopg.OperationalError:
+        return False

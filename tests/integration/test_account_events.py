@@ -11,20 +11,12 @@ from tests.integration.helpers import (
     admin_token,
     assert_problem,
     bearer,
+    can_login,
     create_db,
     publish_event,
     signup,
     wait_for,
 )
-
-
-async def can_login(uri: str) -> bool:
-    try:
-        async with await psycopg.AsyncConnection.connect(uri, connect_timeout=5) as conn:
-            await conn.execute("SELECT 1")
-        return True
-    except psycopg.OperationalError:
-        return False
 
 
 async def test_suspension_stops_logins_and_reactivation_restores_them(gateway, stack) -> None:

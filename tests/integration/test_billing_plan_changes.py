@@ -104,6 +104,8 @@ async def test_a_suspended_account_cannot_take_a_paid_plan(gateway, stack) -> No
     )
     assert_problem(created, 403, "account_suspended")
     assert await connection_limit(stack, db["username"]) == 5
+    # billing learns of the database from its event: wait for it, then nothing else is there
+    await wait_subscription(gateway, token, db["id"], plan="free")
     assert [
         s["plan"] for s in await subscriptions(gateway, token) if s["resource_id"] == db["id"]
     ] == ["free"]

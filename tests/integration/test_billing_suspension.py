@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import psycopg
-
 from shardz_common.testing.events import EventProbe
 from tests.integration.billing_helpers import (
     charge_success,
@@ -19,16 +17,7 @@ from tests.integration.billing_helpers import (
     wait_invoice_status,
     wait_subscription,
 )
-from tests.integration.helpers import assert_problem, bearer, create_db, signup, wait_for
-
-
-async def can_login(uri: str) -> bool:
-    try:
-        async with await psycopg.AsyncConnection.connect(uri, connect_timeout=5) as conn:
-            await conn.execute("SELECT 1")
-        return True
-    except psycopg.OperationalError:
-        return False
+from tests.integration.helpers import assert_problem, bearer, can_login, create_db, signup, wait_for
 
 
 async def test_overdue_suspends_the_account_and_payment_reactivates_it(gateway, stack) -> None:

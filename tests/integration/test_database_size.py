@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.integration.helpers import bearer, create_db, signup, wait_for
+from tests.integration.helpers import bearer, can_login, create_db, signup, wait_for
 
 LIMIT = 48 * 1024 * 1024  # the test stack's PLATFORM_FREE_PLAN_DATABASE_SIZE_BYTES
 FILL = "INSERT INTO filler SELECT repeat(md5(g::text), 32) FROM generate_series(1, %s) g"
@@ -16,15 +16,6 @@ async def status(gateway, token: str, db_id: str) -> dict:
     resp = await gateway.get(f"/v1/databases/{db_id}", headers=bearer(token))
     assert resp.status_code == 200, resp.text
     return resp.json()
-
-
-async def logs_in(uri: str) -> bool:
-    try:
-        async with await psycopg.AsyncConnection.connect(uri, connect_timeout=5) as conn:
-            await conn.execute("SELECT 1")
-        return True
-    except psycopg.OperationalError:
-        return False
 
 
 async def test_a_database_over_its_size_turns_read_only_until_it_shrinks(gateway, stack) -> None:
@@ -75,13 +66,13 @@ async def test_writing_on_past_read_only_costs_the_logins_until_it_fits(gateway,
         await conn.execute(f'ALTER DATABASE "{db["database"]}" RESET default_transaction_read_only')
         await conn.execute(FILL, (16_000,))
     await wait_for(lambda: shown("suspended"), timeout=60)
-    assert not await logs_in(db["uri"])
+    assert not await can_login(db["uri"])
     # it fits again once its plan allows more (what a paid plan change does)
     dsn = stack.config.database_dsn("provisioner")
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await conn.execute("UPDATE databases SET plan = 'db-starter' WHERE id = %s", (db["id"],))
     await wait_for(lambda: shown("ready"), timeout=60)
-    assert await logs_in(db["uri"])
+    assert await can_login(db["uri"])
     async with await psycopg.AsyncConnection.connect(db["uri"], autocommit=True) as conn:
         await conn.execute("INSERT INTO filler VALUES ('writable again')")
 

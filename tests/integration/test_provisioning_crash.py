@@ -11,6 +11,7 @@ import pytest
 from tests.integration.helpers import (
     admin_token,
     bearer,
+    can_login,
     faulty_provisioner,
     free_port,
     provisioner_process,
@@ -115,15 +116,6 @@ async def test_no_environment_variable_arms_a_crash_point(gateway, stack) -> Non
         assert api.poll() is None
 
 
-async def _logs_in(uri: str) -> bool:
-    try:
-        async with await psycopg.AsyncConnection.connect(uri, connect_timeout=5) as conn:
-            await conn.execute("SELECT 1")
-        return True
-    except psycopg.OperationalError:
-        return False
-
-
 async def test_a_rotation_that_dies_midway_leaves_the_stored_credential_working(
     gateway, stack
 ) -> None:
@@ -141,17 +133,17 @@ async def test_a_rotation_that_dies_midway_leaves_the_stored_credential_working(
                     f"/v1/databases/{db['id']}/rotate-credentials", headers=bearer(token)
                 )
         assert api.wait(10) == 137
-    assert not await _logs_in(db["uri"])  # the server holds a password nobody received
+    assert not await can_login(db["uri"])  # the server holds a password nobody received
     with provisioner_process(
         stack,
         "worker",
         PROVISIONER_PROVISIONING_TIMEOUT_SECONDS="1",
         PROVISIONER_RECONCILE_INTERVAL_SECONDS="0.5",
     ):
-        await wait_for(lambda: _logs_in(db["uri"]), timeout=30)
+        await wait_for(lambda: can_login(db["uri"]), timeout=30)
     rotated = await gateway.post(
         f"/v1/databases/{db['id']}/rotate-credentials", headers=bearer(token)
     )
     assert rotated.status_code == 200, rotated.text
-    assert await _logs_in(rotated.json()["uri"])
-    assert not await _logs_in(db["uri"])
+    assert await can_login(rotated.json()["uri"])
+    assert not await can_login(db["uri"])
