@@ -19,12 +19,12 @@ import pytest
 import yaml
 
 from shardz_common.settings import InternalSecrets, PlatformSettings, ServiceSettings
+from shardz_devstack import gateway
 from shardz_devstack.config import KNOWN_SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "deploy" / "docker" / "service.Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
-GATEWAY_TEMPLATE = ROOT / "deploy" / "gateway" / "nginx.conf.template"
 GATEWAY_COMPOSE = ROOT / "deploy" / "gateway" / "nginx.compose.conf"
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
@@ -197,3 +197,8 @@ def gateway_routes(text: str) -> set[tuple[str, str, str]]:
         elif m := re.match(r"proxy_pass\s+http://\$?(\w+);", line):
             routes.add((*pending, m[1]))
     return routes
+
+
+def route_table() -> set[tuple[str, str, str]]:
+    """(host label, nginx location, service) of every route in deploy/gateway/routes.toml."""
+    return {(r.host, r.location, r.service) for r in gateway.routes()}

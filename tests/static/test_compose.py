@@ -4,7 +4,9 @@ No network, no container engine.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -13,17 +15,18 @@ from pathlib import Path
 import pytest
 
 from shardz_common import unroutable
-from shardz_devstack.config import KNOWN_SERVICES
+from shardz_devstack import gateway
+from shardz_devstack.config import KNOWN_SERVICES, StackConfig
 from tests.static.deploy_support import (
     DOCKERFILE,
     GATEWAY_COMPOSE,
-    GATEWAY_TEMPLATE,
     SERVICES,
     check_settings,
     compose,
     compose_vars,
     gateway_routes,
     prefix,
+    route_table,
     settings_class,
 )
 
@@ -142,17 +145,27 @@ def test_compose_tenant_clusters_are_valid_json() -> None:
 # ---- gateway ------------------------------------------------------------------------------
 
 
-def test_compose_gateway_routes_what_the_local_gateway_routes() -> None:
+def test_compose_gateway_is_rendered_from_the_route_table() -> None:
+    """nginx.compose.conf is generated, never hand-kept: edited alone, it fails here."""
     compose_conf = GATEWAY_COMPOSE.read_text()
+    assert compose_conf == gateway.render_compose(), (
+        "deploy/gateway/nginx.compose.conf is stale: run "
+        "`uv run python -m shardz_devstack gateway-config --compose`"
+    )
     routes = gateway_routes(compose_conf)
-    assert routes == gateway_routes(GATEWAY_TEMPLATE.read_text())
+    assert routes == route_table()
     assert {label for label, _, _ in routes} == {"api", "terminal"}
     assert {svc for _, _, svc in routes} == set(KNOWN_SERVICES)
     for name, port in KNOWN_SERVICES.items():
         assert f"set ${name} {name}-api:{port};" in compose_conf
     assert "internal" not in "".join(loc for _, loc, _ in routes)
     assert "server_name ~^dashboard\\.;" in compose_conf
-    assert "@@" not in compose_conf
+
+
+def test_local_gateway_routes_the_same_table(tmp_path: Path) -> None:
+    config = StackConfig.test(slot=0)
+    config = dataclasses.replace(config, data_dir=tmp_path)
+    assert gateway_routes(gateway.render(config)) == route_table()
 
 
 def test_compose_gateway_points_at_compose_services() -> None:
@@ -163,13 +176,38 @@ def test_compose_gateway_points_at_compose_services() -> None:
 
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
 def test_compose_gateway_config_passes_nginx_t(tmp_path: Path) -> None:
+    """The config as the container sees it: problems.conf mounted, and the auth budget
+    written into conf.d by auth-limit.sh, which the image's entrypoint runs."""
     (tmp_path / "logs").mkdir()
+    conf_d = tmp_path / "conf.d"
+    conf_d.mkdir()
+    gw = compose()["services"]["gateway"]
+    assert "./deploy/gateway/problems.conf:/etc/nginx/problems.conf:ro" in gw["volumes"]
+    script = GATEWAY_COMPOSE.parent / "auth-limit.sh"
+    assert (
+        f"./deploy/gateway/{script.name}:/docker-entrypoint.d/30-auth-limit.sh:ro" in gw["volumes"]
+    )
+    assert "/etc/nginx/conf.d" in gw["tmpfs"]
+    assert os.access(script, os.X_OK), "the entrypoint skips scripts that are not executable"
+    env = {"PATH": os.environ["PATH"], "AUTH_LIMIT_DIR": str(conf_d)}
+    refused = subprocess.run(
+        ["sh", str(script)],
+        env={**env, "PLATFORM_AUTH_RATE_LIMIT_PER_MINUTE": "lots"},
+        capture_output=True,
+        check=False,
+    )
+    assert refused.returncode != 0
+    subprocess.run(
+        ["sh", str(script)],
+        env={**env, "PLATFORM_AUTH_RATE_LIMIT_PER_MINUTE": "30"},
+        check=True,
+    )
+    assert "burst=29 nodelay" in (conf_d / "auth-limit.rules").read_text()
+    assert "rate=30r/m" in (conf_d / "auth-limit.conf").read_text()
     conf = tmp_path / "nginx.conf"
-    # the problems snippet is mounted at /etc/nginx/problems.conf in the container
-    problems = GATEWAY_COMPOSE.parent / "problems.conf"
-    conf.write_text(GATEWAY_COMPOSE.read_text().replace("/etc/nginx/problems.conf", str(problems)))
-    mounts = compose()["services"]["gateway"]["volumes"]
-    assert "./deploy/gateway/problems.conf:/etc/nginx/problems.conf:ro" in mounts
+    text = GATEWAY_COMPOSE.read_text()
+    text = text.replace("/etc/nginx/problems.conf", str(GATEWAY_COMPOSE.parent / "problems.conf"))
+    conf.write_text(text.replace("/etc/nginx/conf.d", str(conf_d)))
     check = subprocess.run(
         [
             *("nginx", "-t", "-q", "-p", str(tmp_path), "-c", str(conf)),

@@ -5,7 +5,6 @@ templates, the Ingress against the gateway, and (when kubectl is installed) a cl
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -16,16 +15,15 @@ import pytest
 import yaml
 
 from shardz_common import unroutable
+from shardz_devstack import gateway
 from tests.static.deploy_support import (
     CONTRACT_ROUTES,
-    GATEWAY_TEMPLATE,
     INTERNAL_SECRETS,
     K8S,
     NEVER_ROUTED,
     OVERLAYS,
     SERVICES,
     check_settings,
-    gateway_routes,
     prefix,
 )
 
@@ -199,14 +197,8 @@ def ingress_routes() -> set[tuple[str, str, str, str]]:
 
 
 def template_prefixes() -> set[tuple[str, str, str]]:
-    """The local gateway's routes as Ingress paths: `~ ^/v1/(a|b)(/|$)` is /v1/a and /v1/b."""
-    found = set()
-    for label, location, upstream in gateway_routes(GATEWAY_TEMPLATE.read_text()):
-        if m := re.fullmatch(r"~ \^(.*?)(?:\((.+)\))?\(/\|\$\)", location):
-            for alt in (m[2] or "").split("|"):
-                found.add((label, m[1] + alt, upstream))
-        else:
-            found.add((label, location.removeprefix("= "), upstream))
+    """The gateway's route table (deploy/gateway/routes.toml) as Ingress paths."""
+    found = {(r.host, r.path, r.service) for r in gateway.routes()}
     found.add(("dashboard", "/", "dashboard"))
     return found
 

@@ -19,7 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="show whether the dev stack runs and what answers")
     sub.add_parser("migrate", help="create databases, start the tenant cluster, migrate")
     sub.add_parser("env", help="print the services' environment (contains secrets)")
-    sub.add_parser("gateway-config", help="render the nginx config and print its path")
+    gw = sub.add_parser("gateway-config", help="render the nginx config and print its path")
+    gw.add_argument(
+        "--compose",
+        action="store_true",
+        help="rewrite deploy/gateway/nginx.compose.conf from the template instead",
+    )
     sub.add_parser("stop-tenant", help="stop the dev tenant Postgres cluster")
     sub.add_parser("control-role", help="create the control-plane PostgreSQL role if needed")
     args = parser.parse_args(argv)
@@ -38,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"migrated: {', '.join(config.services) or '(no services installed)'}")
         return 0
     if args.command == "gateway-config":
-        print(gateway.write_config(config))
+        if args.compose:
+            gateway.COMPOSE_CONFIG.write_text(gateway.render_compose())
+            print(gateway.COMPOSE_CONFIG)
+        else:
+            print(gateway.write_config(config))
         return 0
     if args.command == "control-role":
         if config.control_dsn:

@@ -108,6 +108,9 @@ class StackConfig:
                 name: int(env.get(f"{name.upper()}_PORT", str(port)))
                 for name, port in KNOWN_SERVICES.items()
             },
+            settings={
+                key: env[key] for key in ("PLATFORM_AUTH_RATE_LIMIT_PER_MINUTE",) if key in env
+            },
         )
 
     @classmethod
@@ -137,6 +140,8 @@ class StackConfig:
             # every test signs its users up from 127.0.0.1; the limit's own test sets its own
             settings={
                 "IDENTITY_SIGNUP_MAX_PER_ADDRESS_PER_HOUR": "1000000",
+                # the gateway's auth budget too (test_gateway_limits runs its own gateway)
+                "PLATFORM_AUTH_RATE_LIMIT_PER_MINUTE": "1000000",
                 # a size limit a test can reach in seconds, checked often
                 "PLATFORM_FREE_PLAN_DATABASE_SIZE_BYTES": str(48 * 1024 * 1024),
                 "PROVISIONER_SIZE_CHECK_INTERVAL_SECONDS": "2",

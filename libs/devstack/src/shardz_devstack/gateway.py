@@ -1,15 +1,26 @@
-"""The nginx gateway: render `deploy/gateway/nginx.conf.template` and give the argv to run it."""
+"""The nginx gateway: render `deploy/gateway/nginx.conf.j2` from the route table
+(`deploy/gateway/routes.toml`) for the local platform and for compose, and give the argv to
+run it."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import jinja2
 
 from shardz_devstack.config import KNOWN_SERVICES, StackConfig, repo_root
 
-TEMPLATE = repo_root() / "deploy" / "gateway" / "nginx.conf.template"
+GATEWAY_DIR = repo_root() / "deploy" / "gateway"
+TEMPLATE = GATEWAY_DIR / "nginx.conf.j2"
+ROUTES = GATEWAY_DIR / "routes.toml"
+COMPOSE_CONFIG = GATEWAY_DIR / "nginx.compose.conf"
+AUTH_RATE_SETTING = "PLATFORM_AUTH_RATE_LIMIT_PER_MINUTE"
+AUTH_RATE_DEFAULT = 120  # CONTRACT section 10
 PLACEHOLDER_INDEX = """<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>SmallShardz</title></head>
@@ -17,6 +28,136 @@ PLACEHOLDER_INDEX = """<!doctype html>
 </html>
 """
 _TMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+_KINDS = ("plain", "auth", "stream", "websocket")
+
+
+@dataclass(frozen=True)
+class Route:
+    host: str
+    path: str
+    service: str
+    kind: str = "plain"
+    exact: bool = False
+
+    @property
+    def location(self) -> str:
+        """The nginx location: exact, or the path and everything under it (not `/v1/authx`)."""
+        if self.exact:
+            return f"= {self.path}"
+        return f"~ ^{self.path.rstrip('/')}(/|$)"
+
+
+def routes() -> list[Route]:
+    """The route table, checked: known services and kinds, absolute paths, nothing internal."""
+    table = [Route(**entry) for entry in tomllib.loads(ROUTES.read_text())["route"]]
+    for route in table:
+        if route.service not in KNOWN_SERVICES or route.kind not in _KINDS:
+            raise ValueError(f"routes.toml: unknown service or kind in {route}")
+        if not route.path.startswith("/") or "internal" in route.path:
+            raise ValueError(f"routes.toml: {route.path!r} cannot be a public route")
+    return table
+
+
+@dataclass(frozen=True)
+class Target:
+    """What differs between the local gateway and compose's; the template reads these."""
+
+    compose: bool
+    listen: str
+    worker_processes: str
+    error_log: str
+    mime_types: str
+    problems: str
+    dashboard_root: str
+    auth_limit: str
+    auth_rate: int = AUTH_RATE_DEFAULT
+    user_line: str = ""
+    pid: str = ""
+    temp_dir: str = ""
+    upstreams: dict[str, list[str]] = field(default_factory=dict)
+    backends: dict[str, str] = field(default_factory=dict)
+    hosts: dict[str, list[Route]] = field(default_factory=dict)
+    base_domain: str = "localhost"
+
+    def server_name(self, host: str) -> str:
+        return f"~^{host}\\." if self.compose else f"{host}.{self.base_domain}"
+
+    def proxy(self, service: str) -> str:
+        return f"http://${service}" if self.compose else f"http://{service}"
+
+
+def _by_host() -> dict[str, list[Route]]:
+    hosts: dict[str, list[Route]] = {}
+    for route in routes():
+        hosts.setdefault(route.host, []).append(route)
+    return hosts
+
+
+def _render(target: Target) -> str:
+    env = jinja2.Environment(  # noqa: S701 (nginx config, not HTML)
+        loader=jinja2.FileSystemLoader(GATEWAY_DIR),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return env.get_template(TEMPLATE.name).render(t=target)
+
+
+def auth_rate(config: StackConfig) -> int:
+    rate = int(config.settings.get(AUTH_RATE_SETTING) or AUTH_RATE_DEFAULT)
+    if rate < 1:
+        raise ValueError(f"{AUTH_RATE_SETTING} must be a positive integer, not {rate}")
+    return rate
+
+
+def render(config: StackConfig) -> str:
+    """The local gateway of `config` (dev or a test slot)."""
+    run_dir = config.data_dir / "nginx"
+    mime = Path("/etc/nginx/mime.types")
+    rate = auth_rate(config)
+    target = Target(
+        compose=False,
+        # The master runs as root here; workers drop to nobody and get the temp dirs chowned.
+        user_line="user nobody nogroup;" if os.geteuid() == 0 else "",
+        worker_processes=str(config.gateway_workers),
+        pid=str(run_dir / "nginx.pid"),
+        error_log=str(run_dir / "error.log"),
+        temp_dir=str(run_dir / "tmp"),
+        mime_types=str(mime) if mime.exists() else str(GATEWAY_DIR / "mime.types"),
+        problems=str(GATEWAY_DIR / "problems.conf"),
+        dashboard_root=str(dashboard_root(config)),
+        listen=f"{config.gateway_host}:{config.gateway_port}",
+        base_domain=config.base_domain,
+        auth_rate=rate,
+        auth_limit=f"limit_req zone=auth burst={rate - 1} nodelay;",
+        upstreams={
+            name: [f"127.0.0.1:{port}" for port in config.api_ports(name)]
+            for name in KNOWN_SERVICES
+        },
+        hosts=_by_host(),
+    )
+    return _render(target)
+
+
+def render_compose() -> str:
+    """nginx.compose.conf: the same routes, pointed at compose's service names."""
+    target = Target(
+        compose=True,
+        worker_processes="auto",
+        error_log="/dev/stderr",
+        mime_types="/etc/nginx/mime.types",
+        problems="/etc/nginx/problems.conf",
+        dashboard_root="/usr/share/nginx/html",
+        listen="8080",
+        auth_limit="include /etc/nginx/conf.d/auth-limit.rules;",
+        backends={name: f"{name}-api:{port}" for name, port in KNOWN_SERVICES.items()},
+        hosts=_by_host(),
+    )
+    return _render(target)
+
+
+def check_compose() -> bool:
+    """Whether the committed nginx.compose.conf is what the template renders today."""
+    return COMPOSE_CONFIG.read_text() == render_compose()
 
 
 def dashboard_root(config: StackConfig) -> Path:
@@ -33,34 +174,6 @@ def dashboard_root(config: StackConfig) -> Path:
     for path in (target, *target.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return target
-
-
-def render(config: StackConfig) -> str:
-    run_dir = config.data_dir / "nginx"
-    upstreams = "\n".join(
-        f"    upstream {name} {{\n"
-        + "".join(f"        server 127.0.0.1:{port};\n" for port in config.api_ports(name))
-        + "        keepalive 64;\n    }"
-        for name in KNOWN_SERVICES
-    )
-    # The master runs as root here; workers drop to nobody and get the temp dirs chowned.
-    user_line = "user nobody nogroup;" if os.geteuid() == 0 else ""
-    mime = Path("/etc/nginx/mime.types")
-    replacements = {
-        "@@USER_LINE@@": user_line,
-        "@@WORKER_PROCESSES@@": str(config.gateway_workers),
-        "@@RUN_DIR@@": str(run_dir),
-        "@@MIME_TYPES@@": str(mime) if mime.exists() else str(TEMPLATE.parent / "mime.types"),
-        "@@UPSTREAMS@@": upstreams,
-        "@@LISTEN@@": f"{config.gateway_host}:{config.gateway_port}",
-        "@@BASE@@": config.base_domain,
-        "@@DASHBOARD_ROOT@@": str(dashboard_root(config)),
-        "@@PROBLEMS@@": str(TEMPLATE.parent / "problems.conf"),
-    }
-    text = TEMPLATE.read_text()
-    for key, value in replacements.items():
-        text = text.replace(key, value)
-    return text
 
 
 def write_config(config: StackConfig) -> Path:
