@@ -5,6 +5,8 @@ templates, the Ingress against the gateway, and (when kubectl is installed) a cl
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -22,9 +24,12 @@ from tests.static.deploy_support import (
     K8S,
     NEVER_ROUTED,
     OVERLAYS,
+    ROOT,
     SERVICES,
     check_settings,
+    gateway_routes,
     prefix,
+    route_table,
 )
 
 # ---- kubernetes ---------------------------------------------------------------------------
@@ -196,31 +201,78 @@ def ingress_routes() -> set[tuple[str, str, str, str]]:
     return routes
 
 
-def template_prefixes() -> set[tuple[str, str, str]]:
-    """The gateway's route table (deploy/gateway/routes.toml) as Ingress paths."""
-    found = {(r.host, r.path, r.service) for r in gateway.routes()}
-    found.add(("dashboard", "/", "dashboard"))
-    return found
-
-
-def test_ingress_routes_what_the_gateway_routes() -> None:
-    routes = ingress_routes()
-    expected = template_prefixes()
-    assert expected >= CONTRACT_ROUTES, "the gateway may add routes, never drop the contract's"
-    expected = {
-        (label, path, svc if svc == "dashboard" else f"{svc}-api") for label, path, svc in expected
-    }
-    assert {(label, path, backend) for label, path, _, backend in routes} == expected
-    services = objects("Service")
-    for label, path, kind, backend in routes:
+def test_the_route_table_holds_the_contracts_routes_and_nothing_private() -> None:
+    table = {(r.host, r.path, r.service) for r in gateway.routes()}
+    assert table | {("dashboard", "/", "dashboard")} >= CONTRACT_ROUTES, (
+        "the gateway may add routes, never drop the contract's"
+    )
+    for _, path, _ in table:
         for hidden in NEVER_ROUTED:
-            assert not hidden.startswith(path.rstrip("/") + "/") or label == "dashboard", path
+            assert not hidden.startswith(path.rstrip("/") + "/"), path
             assert not path.startswith(hidden), path
-        assert kind in ("Prefix", "Exact")
-        name = backend.removesuffix("-api")
-        if name in SERVICES:
-            assert backend in services, f"the Ingress routes to a missing Service {backend}"
-    assert not any("internal" in path for _, path, _, _ in routes)
+
+
+def test_the_ingress_hands_every_public_host_to_the_gateway() -> None:
+    """The Ingress routes nothing itself: the gateway (rendered from the route table) does,
+    so Kubernetes refuses /internal and answers problem+json like make dev and compose."""
+    assert ingress_routes() == {
+        (host, "/", "Prefix", "gateway") for host in ("api", "terminal", "dashboard")
+    }
+    (ingress,) = objects("Ingress").values()
+    notes = ingress["metadata"]["annotations"]
+    assert notes["nginx.ingress.kubernetes.io/proxy-body-size"] == "0"  # the gateway caps
+    assert notes["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "off"
+    assert "gateway" in objects("Service")
+
+
+def test_the_k8s_gateway_config_is_rendered_from_the_route_table() -> None:
+    conf = gateway.K8S_CONFIG.read_text()
+    assert conf == gateway.render_k8s(), (
+        "deploy/gateway/nginx.k8s.conf is stale: run "
+        "`uv run python -m shardz_devstack gateway-config --compose`"
+    )
+    assert gateway_routes(conf) == route_table()
+    services = objects("Service")
+    for name, port in SERVICES.items():
+        assert f"server {name}-api:{port};" in conf
+        assert {"name": "http", "port": port, "targetPort": "http"} in services[f"{name}-api"][
+            "spec"
+        ]["ports"]
+    dockerfile = (ROOT / "deploy" / "docker" / "gateway.Dockerfile").read_text()
+    for copied in re.findall(r"^COPY (?:--\S+ )*(\S+) ", dockerfile, re.MULTILINE):
+        assert (ROOT / copied).exists(), copied
+    assert "deploy/gateway/nginx.k8s.conf /etc/nginx/nginx.conf" in dockerfile
+    (deployment,) = [d for name, d in objects("Deployment").items() if name == "gateway"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PLATFORM_AUTH_RATE_LIMIT_PER_MINUTE"]["valueFrom"]["configMapKeyRef"]["key"]
+    assert "PLATFORM_AUTH_RATE_LIMIT_PER_MINUTE" in objects("ConfigMap")["shardz-platform"]["data"]
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/tmp", "/etc/nginx/conf.d"} <= mounts
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+def test_k8s_gateway_config_passes_nginx_t(tmp_path: Path) -> None:
+    conf_d = tmp_path / "conf.d"
+    conf_d.mkdir()
+    subprocess.run(
+        ["sh", str(ROOT / "deploy" / "gateway" / "auth-limit.sh")],
+        env={"PATH": os.environ["PATH"], "AUTH_LIMIT_DIR": str(conf_d)},
+        check=True,
+    )
+    text = gateway.K8S_CONFIG.read_text()
+    text = re.sub(r"server \w+-api:", "server 127.0.0.1:", text)  # no cluster DNS here
+    text = text.replace("/etc/nginx/problems.conf", str(ROOT / "deploy/gateway/problems.conf"))
+    text = text.replace(" /tmp/", f" {tmp_path}/").replace("/etc/nginx/conf.d", str(conf_d))
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(text)
+    check = subprocess.run(
+        ["nginx", "-t", "-q", "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "e")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
 
 
 def test_network_policies_keep_internal_between_platform_pods() -> None:
@@ -276,7 +328,7 @@ def test_kustomize_builds(overlay: str) -> None:
         for o in by_kind[kind]
         for c in o["spec"]["template"]["spec"]["containers"]
     }
-    assert {i.rsplit(":", 1)[0].rsplit("/", 1)[1] for i in images} == set(SERVICES)
+    assert {i.rsplit(":", 1)[0].rsplit("/", 1)[1] for i in images} == {*SERVICES, "gateway"}
     assert all(":" in i for i in images), "every image is tagged"
     min_replicas = {h["spec"]["minReplicas"] for h in by_kind["HorizontalPodAutoscaler"]}
     if overlay == "prod":

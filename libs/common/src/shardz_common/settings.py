@@ -13,6 +13,9 @@ class PlatformSettings(BaseSettings):
 
     base_domain: str = "localhost"
     gateway_port: int = 8080
+    # requests per minute one address may send to /v1/auth/*; enforced by the gateway (nginx
+    # limit_req), declared here so every deployment's configuration is checked in one place
+    auth_rate_limit_per_minute: int = Field(default=120, ge=1)
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     events_exchange: str = "platform.events"
     dead_letter_exchange: str = "platform.dlx"

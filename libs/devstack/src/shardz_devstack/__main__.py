@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     gw.add_argument(
         "--compose",
         action="store_true",
-        help="rewrite deploy/gateway/nginx.compose.conf from the template instead",
+        help="rewrite the committed compose and Kubernetes gateway configs instead",
     )
     sub.add_parser("stop-tenant", help="stop the dev tenant Postgres cluster")
     sub.add_parser("control-role", help="create the control-plane PostgreSQL role if needed")
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "gateway-config":
         if args.compose:
-            gateway.COMPOSE_CONFIG.write_text(gateway.render_compose())
-            print(gateway.COMPOSE_CONFIG)
+            for path in gateway.write_generated():
+                print(path)
         else:
             print(gateway.write_config(config))
         return 0

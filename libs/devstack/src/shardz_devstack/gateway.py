@@ -1,6 +1,6 @@
 """The nginx gateway: render `deploy/gateway/nginx.conf.j2` from the route table
-(`deploy/gateway/routes.toml`) for the local platform and for compose, and give the argv to
-run it."""
+(`deploy/gateway/routes.toml`) for the local platform, compose and Kubernetes, and give the
+argv to run the local one."""
 
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ from pathlib import Path
 
 import jinja2
 
+from shardz_common.settings import PlatformSettings
 from shardz_devstack.config import KNOWN_SERVICES, StackConfig, repo_root
 
 GATEWAY_DIR = repo_root() / "deploy" / "gateway"
 TEMPLATE = GATEWAY_DIR / "nginx.conf.j2"
 ROUTES = GATEWAY_DIR / "routes.toml"
 COMPOSE_CONFIG = GATEWAY_DIR / "nginx.compose.conf"
+K8S_CONFIG = GATEWAY_DIR / "nginx.k8s.conf"
 AUTH_RATE_SETTING = "PLATFORM_AUTH_RATE_LIMIT_PER_MINUTE"
-AUTH_RATE_DEFAULT = 120  # CONTRACT section 10
+AUTH_RATE_DEFAULT = PlatformSettings.model_fields["auth_rate_limit_per_minute"].default
 PLACEHOLDER_INDEX = """<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>SmallShardz</title></head>
@@ -60,9 +62,10 @@ def routes() -> list[Route]:
 
 @dataclass(frozen=True)
 class Target:
-    """What differs between the local gateway and compose's; the template reads these."""
+    """What differs between the local, compose and Kubernetes gateways; the template reads
+    these."""
 
-    compose: bool
+    kind: str  # local, compose or k8s
     listen: str
     worker_processes: str
     error_log: str
@@ -79,11 +82,15 @@ class Target:
     hosts: dict[str, list[Route]] = field(default_factory=dict)
     base_domain: str = "localhost"
 
+    @property
+    def title(self) -> str:
+        return {"compose": " for docker-compose.yml", "k8s": " for Kubernetes"}.get(self.kind, "")
+
     def server_name(self, host: str) -> str:
-        return f"~^{host}\\." if self.compose else f"{host}.{self.base_domain}"
+        return f"{host}.{self.base_domain}" if self.kind == "local" else f"~^{host}\\."
 
     def proxy(self, service: str) -> str:
-        return f"http://${service}" if self.compose else f"http://{service}"
+        return f"http://${service}" if self.kind == "compose" else f"http://{service}"
 
 
 def _by_host() -> dict[str, list[Route]]:
@@ -115,7 +122,7 @@ def render(config: StackConfig) -> str:
     mime = Path("/etc/nginx/mime.types")
     rate = auth_rate(config)
     target = Target(
-        compose=False,
+        kind="local",
         # The master runs as root here; workers drop to nobody and get the temp dirs chowned.
         user_line="user nobody nogroup;" if os.geteuid() == 0 else "",
         worker_processes=str(config.gateway_workers),
@@ -141,7 +148,7 @@ def render(config: StackConfig) -> str:
 def render_compose() -> str:
     """nginx.compose.conf: the same routes, pointed at compose's service names."""
     target = Target(
-        compose=True,
+        kind="compose",
         worker_processes="auto",
         error_log="/dev/stderr",
         mime_types="/etc/nginx/mime.types",
@@ -155,9 +162,35 @@ def render_compose() -> str:
     return _render(target)
 
 
-def check_compose() -> bool:
-    """Whether the committed nginx.compose.conf is what the template renders today."""
-    return COMPOSE_CONFIG.read_text() == render_compose()
+def render_k8s() -> str:
+    """nginx.k8s.conf, baked into the gateway image (deploy/docker/gateway.Dockerfile): the
+    same routes, pointed at the platform's Kubernetes Services; it runs as a non-root user with
+    a read-only root (temp files and pid under /tmp)."""
+    target = Target(
+        kind="k8s",
+        worker_processes="auto",
+        pid="/tmp/nginx.pid",  # noqa: S108 (the pod's own emptyDir)
+        temp_dir="/tmp",  # noqa: S108
+        error_log="/dev/stderr",
+        mime_types="/etc/nginx/mime.types",
+        problems="/etc/nginx/problems.conf",
+        dashboard_root="/usr/share/nginx/html",
+        listen="8080",
+        auth_limit="include /etc/nginx/conf.d/auth-limit.rules;",
+        upstreams={name: [f"{name}-api:{port}"] for name, port in KNOWN_SERVICES.items()},
+        hosts=_by_host(),
+    )
+    return _render(target)
+
+
+GENERATED = {COMPOSE_CONFIG: render_compose, K8S_CONFIG: render_k8s}
+
+
+def write_generated() -> list[Path]:
+    """Rewrite the committed gateway configs (compose, Kubernetes) from the template."""
+    for path, make in GENERATED.items():
+        path.write_text(make())
+    return list(GENERATED)
 
 
 def dashboard_root(config: StackConfig) -> Path:
