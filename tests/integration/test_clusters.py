@@ -174,3 +174,55 @@ async def _seen_full(stack, name: str) -> bool:
             )
         ).fetchone()
     return bool(row and row[0])
+
+
+async def test_a_cluster_whose_disk_is_nearly_full_takes_no_new_database(gateway, stack) -> None:
+    """One tenant's growth must not leave the next database without room: a cluster
+    registered with its disk size stops receiving databases once they leave less than the
+    reserve (20 %) free, and new ones go where there is room (503 when nowhere)."""
+    admin = await admin_token(gateway, stack.env)
+    small = stack.start_extra_cluster(index=5)
+    disk = 80 * 1024 * 1024  # an empty cluster's own databases take about 23 MB of it
+    reg = {**small.registration(), "name": "local-5", "capacity": 50, "disk_bytes": disk}
+    assert (await gateway.post("/v1/clusters", json=reg, headers=bearer(admin))).status_code == 201
+    others = [
+        n
+        for n, c in (await clusters(gateway, admin)).items()
+        if n != "local-5" and c["status"] == "active"
+    ]
+    user = await signup(gateway)
+    token = user["access_token"]
+    try:
+        for name in others:
+            await gateway.post(f"/v1/clusters/{name}/drain", headers=bearer(admin))
+        grower = await create_db(gateway, token, "grower")
+        assert grower["port"] == small.port
+        async with await psycopg.AsyncConnection.connect(grower["uri"], autocommit=True) as conn:
+            await conn.execute(
+                # ~1 KB rows stay below the TOAST threshold: stored as written, uncompressed
+                "CREATE TABLE filler AS SELECT g, repeat(md5(g::text), 30) AS pad"
+                " FROM generate_series(1, 40000) g"
+            )
+
+        async def measured_full() -> bool:
+            state = (await clusters(gateway, admin))["local-5"]
+            return (state["used_bytes"] or 0) > 0.8 * disk
+
+        await wait_for(measured_full, timeout=30)
+        state = (await clusters(gateway, admin))["local-5"]
+        assert state["disk_bytes"] == disk
+        refused = await gateway.post(
+            "/v1/databases", json={"name": "no-room"}, headers=bearer(token)
+        )
+        assert_problem(refused, 503, "unavailable")
+        listed = await gateway.get("/v1/databases", headers=bearer(token))
+        assert [d["name"] for d in listed.json()["items"]] == ["grower"]
+
+        for name in others:
+            await gateway.post(f"/v1/clusters/{name}/activate", headers=bearer(admin))
+        elsewhere = await create_db(gateway, token, "elsewhere")
+        assert elsewhere["port"] != small.port
+    finally:
+        for name in others:
+            await gateway.post(f"/v1/clusters/{name}/activate", headers=bearer(admin))
+        await gateway.post("/v1/clusters/local-5/drain", headers=bearer(admin))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shardz_common.settings import ServiceSettings
@@ -27,6 +28,9 @@ class ProvisionerSettings(ServiceSettings):
     # most databases are idle: their plans may promise this many times a cluster's tenant
     # connections (max_connections less the reserved slots) before it takes no more
     connection_overcommit: float = 10.0
+    # a cluster registered with `disk_bytes` takes no new database once its databases leave
+    # less than this share of that disk free (room for them to grow, WAL, vacuum)
+    disk_reserve_fraction: float = Field(default=0.2, ge=0.0, lt=1.0)
     # a tenant transaction idle this long is ended, whatever its session set
     idle_transaction_ceiling_seconds: float = 3600.0
     # a tenant statement running this long is cancelled, whatever its statement_timeout

@@ -25,6 +25,8 @@ def _out(registry: RegistryDep, cluster: Cluster, used: int) -> ClusterOut:
         status=cluster.status,
         databases=used,
         up=registry.is_up(cluster.name),
+        disk_bytes=cluster.disk_bytes,
+        used_bytes=cluster.used_bytes,
     )
 
 

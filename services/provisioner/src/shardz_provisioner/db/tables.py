@@ -63,6 +63,10 @@ class Cluster(Base):
     # many they held at the last check (services/sizes.py); None until first checked
     connection_budget: Mapped[int | None] = mapped_column(Integer)
     live_connections: Mapped[int | None] = mapped_column(Integer)
+    # the disk its data may fill (declared at registration; None: not watched) and how much
+    # its databases took at the last check
+    disk_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    used_bytes: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = _ts()
 
 

@@ -60,6 +60,9 @@ class ClusterIn(BaseModel):
     host: str = Field(min_length=1, max_length=255)
     port: int = Field(ge=1, le=65535)
     capacity: int = Field(default=500, ge=1, le=100_000)
+    # the disk its data may fill: placement stops sending databases once their sizes leave
+    # less than PROVISIONER_DISK_RESERVE_FRACTION of it free (unset: disk not watched)
+    disk_bytes: int | None = Field(default=None, ge=1)
 
 
 class ClusterOut(BaseModel):
@@ -70,6 +73,8 @@ class ClusterOut(BaseModel):
     status: str
     databases: int
     up: bool
+    disk_bytes: int | None = None
+    used_bytes: int | None = None
 
 
 class ClusterList(BaseModel):

@@ -87,6 +87,7 @@ class ClusterRegistry:
             "host": spec.host,
             "port": spec.port,
             "capacity": spec.capacity,
+            "disk_bytes": spec.disk_bytes,
         }
         await session.execute(
             insert(Cluster)
@@ -163,12 +164,15 @@ class ClusterRegistry:
             await pool.close(timeout=2)
         self._pools.clear()
 
-    async def placement(self, session: AsyncSession, overcommit: float) -> list[str]:
+    async def placement(
+        self, session: AsyncSession, overcommit: float, disk_reserve: float = 0.0
+    ) -> list[str]:
         """Active clusters with room, least loaded first, those known down last. The load is
-        databases against capacity, or live connections against the connection budget once
-        more than half of it is in use (then connections are what runs out first). A cluster
-        whose connections are all taken, or whose plans promise more than `overcommit` times
-        its budget, takes no more databases."""
+        the largest of: databases against capacity; live connections against the connection
+        budget once more than half of it is in use (then connections are what runs out
+        first); disk used against the declared disk. A cluster whose connections are all
+        taken, whose plans promise more than `overcommit` times its budget, or whose databases
+        leave less than `disk_reserve` of its disk free, takes no more databases."""
         promised = await committed_connections(session)
         rows = []
         for c, used in await cluster_loads(session):
@@ -184,6 +188,11 @@ class ClusterRegistry:
                 busy = live / c.connection_budget
                 if busy >= CONNECTIONS_SCARCE:
                     load = max(load, busy)
+            if c.disk_bytes and c.used_bytes is not None:
+                full = c.used_bytes / c.disk_bytes
+                if full >= 1.0 - disk_reserve:
+                    continue
+                load = max(load, full)
             rows.append((c, load))
         rows.sort(key=lambda r: (not self.is_up(r[0].name), r[1], r[0].name))
         return [c.name for c, _ in rows]

@@ -242,6 +242,15 @@ async def usage_all(conn: AsyncConnection) -> dict[str, tuple[int, int]]:
     return {name: (int(size), int(n)) for name, size, n in await cur.fetchall()}
 
 
+async def disk_used(conn: AsyncConnection) -> int:
+    """What every database of the cluster takes on disk (the tenants' and the cluster's own)."""
+    cur = await conn.execute(
+        "SELECT coalesce(sum(pg_catalog.pg_database_size(oid)), 0) FROM pg_catalog.pg_database"
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
 async def platform_objects(conn: AsyncConnection) -> tuple[set[str], set[str]]:
     """Roles and databases on the cluster that look like ours (by generated prefix)."""
     roles = await conn.execute(

@@ -103,7 +103,9 @@ async def create(
         await s.execute(text("SET LOCAL synchronous_commit = off"))
         await lock_account(s, user.id)
         await _check_plan(s, settings, user, plan)
-        candidates = await registry.placement(s, settings.connection_overcommit)
+        candidates = await registry.placement(
+            s, settings.connection_overcommit, settings.disk_reserve_fraction
+        )
         if not candidates:
             raise ClusterUnavailable("no database server has room right now")
         db = Database(

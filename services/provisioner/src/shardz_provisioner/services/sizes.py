@@ -1,5 +1,5 @@
 """Databases stay within their plan's size, transactions do not stay open for ever, and
-placement learns each cluster's connection use: a few queries per cluster every
+placement learns each cluster's connection and disk use: a few queries per cluster every
 `size_check_interval_seconds` (a singleton job across workers).
 
 - Over the limit: read-only. `default_transaction_read_only` is set for the database and for
@@ -61,13 +61,14 @@ async def enforce(
                 ended = await ddl.end_idle_transactions(conn, idle_ceiling)
                 ended += await ddl.cancel_long_statements(conn, statement_ceiling)
                 budget, live = await ddl.connection_state(conn)
+                disk_used = await ddl.disk_used(conn)
         except ClusterUnavailable:
             continue
         async with sessions() as s, s.begin():  # what placement weighs
             await s.execute(
                 update(Cluster)
                 .where(Cluster.name == cluster.name)
-                .values(connection_budget=budget, live_connections=live)
+                .values(connection_budget=budget, live_connections=live, used_bytes=disk_used)
             )
         if ended:
             log.warning("ended transactions past a ceiling", cluster=cluster.name, n=ended)
