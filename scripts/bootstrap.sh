@@ -2,7 +2,7 @@
 # Installs what the local stack needs and makes sure PostgreSQL and RabbitMQ answer.
 # Safe to run again: every step checks first. Non-interactive (works with CI=true, no stdin).
 # Root installs system packages itself; anyone else needs passwordless sudo for that step.
-#   scripts/bootstrap.sh           uv, the Python workspace, nginx, PostgreSQL, RabbitMQ
+#   scripts/bootstrap.sh           uv, the Python workspace, nginx, PostgreSQL, RabbitMQ, npm
 #   scripts/bootstrap.sh --bench   the same, and the load generator the benchmarks run (wrk)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,6 +76,8 @@ if [ -z "$(pg_major)" ]; then
     [ -n "$(pg_major)" ] || die "PostgreSQL >= $MIN_PG is needed; this release's is older (add the PGDG repository)"
 fi
 command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || apt_install rabbitmq-server
+# the web pages the gateway serves (API reference, dashboard) are built with npm
+command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 if [ "${1:-}" = "--bench" ]; then
     command -v wrk >/dev/null 2>&1 || apt_install wrk
 fi

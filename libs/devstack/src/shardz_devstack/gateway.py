@@ -73,6 +73,7 @@ class Target:
     problems: str
     dashboard_root: str
     auth_limit: str
+    api_docs_root: str = "/usr/share/nginx/api-docs"
     auth_rate: int = AUTH_RATE_DEFAULT
     user_line: str = ""
     pid: str = ""
@@ -132,6 +133,7 @@ def render(config: StackConfig) -> str:
         mime_types=str(mime) if mime.exists() else str(GATEWAY_DIR / "mime.types"),
         problems=str(GATEWAY_DIR / "problems.conf"),
         dashboard_root=str(dashboard_root(config)),
+        api_docs_root=str(api_docs_root(config)),
         listen=f"{config.gateway_host}:{config.gateway_port}",
         base_domain=config.base_domain,
         auth_rate=rate,
@@ -150,6 +152,8 @@ def render_compose() -> str:
     target = Target(
         kind="compose",
         worker_processes="auto",
+        pid="/tmp/nginx.pid",  # noqa: S108 (the container's tmpfs; it runs unprivileged)
+        temp_dir="/tmp",  # noqa: S108
         error_log="/dev/stderr",
         mime_types="/etc/nginx/mime.types",
         problems="/etc/nginx/problems.conf",
@@ -204,6 +208,27 @@ def dashboard_root(config: StackConfig) -> Path:
     else:
         target.mkdir(parents=True)
         (target / "index.html").write_text(PLACEHOLDER_INDEX)
+    for path in (target, *target.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return target
+
+
+def api_docs_root(config: StackConfig) -> Path:
+    """The API reference (web/api-docs, built with npm over docs/api/openapi.json) copied where
+    nginx's workers can read it."""
+    source = repo_root() / "web" / "api-docs"
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError("npm is needed to build the API reference: run scripts/bootstrap.sh")
+    installed = source / "node_modules" / ".package-lock.json"
+    lock = source / "package-lock.json"
+    quiet = {"check": True, "capture_output": True, "cwd": source}
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], **quiet)  # noqa: S603
+    subprocess.run([npm, "run", "build"], **quiet)  # noqa: S603
+    target = config.data_dir / "nginx" / "api-docs"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source / "dist", target)
     for path in (target, *target.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return target
