@@ -12,11 +12,13 @@ import copy
 import importlib
 import json
 import re
+import tomllib
 import warnings
 from typing import Any
 
 from cryptography.fernet import Fernet
 
+from shardz_common.settings import ServiceSettings
 from shardz_devstack import gateway
 from shardz_devstack.config import KNOWN_SERVICES, repo_root
 
@@ -47,17 +49,17 @@ def _service_document(service: str) -> dict[str, Any]:
     """The service's own OpenAPI document, built from its app without starting it."""
     config = importlib.import_module(f"shardz_{service}.config")
     main = importlib.import_module(f"shardz_{service}.main")
-    settings_cls = next(
+    settings_cls: type[ServiceSettings] = next(
         v
         for v in vars(config).values()
-        if isinstance(v, type) and v.__name__.endswith("Settings") and v.__module__ == config.__name__
+        if isinstance(v, type) and issubclass(v, ServiceSettings) and v is not ServiceSettings
     )
     fields = settings_cls.model_fields
     # apps that encrypt at rest refuse to build without a key; none is used to describe them
     extra = {"secret_key": Fernet.generate_key().decode()} if "secret_key" in fields else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        app = main.create_app(settings_cls(**extra))
+        app = main.create_app(settings_cls.model_validate(extra))
         return copy.deepcopy(app.openapi())
 
 
@@ -149,8 +151,6 @@ def _referenced(paths: dict[str, Any], schemas: dict[str, Any]) -> set[str]:
 
 
 def _version() -> str:
-    import tomllib
-
     project = tomllib.loads((repo_root() / "pyproject.toml").read_text()).get("project", {})
     return str(project.get("version", "0.1.0"))
 

@@ -222,16 +222,21 @@ def api_docs_root(config: StackConfig) -> Path:
         raise RuntimeError("npm is needed to build the API reference: run scripts/bootstrap.sh")
     installed = source / "node_modules" / ".package-lock.json"
     lock = source / "package-lock.json"
-    quiet = {"check": True, "capture_output": True, "cwd": source}
     if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], **quiet)  # noqa: S603
-    subprocess.run([npm, "run", "build"], **quiet)  # noqa: S603
+        _npm(source, npm, "ci", "--no-audit", "--no-fund")
+    _npm(source, npm, "run", "build")
     target = config.data_dir / "nginx" / "api-docs"
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source / "dist", target)
     for path in (target, *target.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return target
+
+
+def _npm(cwd: Path, *argv: str) -> None:
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)  # noqa: S603
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[1:])} failed in {cwd}:\n{done.stderr[-2000:]}")
 
 
 def write_config(config: StackConfig) -> Path:
