@@ -162,3 +162,13 @@ async def test_the_api_reference_is_served_from_the_gateway(gateway: httpx.Async
     assert "http" not in page.text.split("<body>", 1)[1], "every asset is served locally"
     for asset in ("swagger-ui-bundle.js", "init.js", "swagger-ui.css"):
         assert (await gateway.get(f"/docs/{asset}")).status_code == 200, asset
+
+
+@pytest.mark.parametrize("path", ["/v1/users/me", "/nowhere", "/.well-known/jwks.json"])
+async def test_every_answer_carries_the_security_headers_once(
+    gateway: httpx.AsyncClient, path: str
+) -> None:
+    response = await gateway.get(path)
+    assert response.headers.get_list("x-content-type-options") == ["nosniff"], path
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["x-request-id"]
