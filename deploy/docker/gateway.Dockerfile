@@ -14,7 +14,7 @@ RUN npm run build
 FROM nginxinc/nginx-unprivileged:1.28-alpine
 COPY deploy/gateway/nginx.k8s.conf /etc/nginx/nginx.conf
 COPY deploy/gateway/problems.conf /etc/nginx/problems.conf
-COPY --chmod=0755 deploy/gateway/auth-limit.sh /docker-entrypoint.d/30-auth-limit.sh
+COPY --chmod=0755 deploy/gateway/gateway-env.sh /docker-entrypoint.d/30-gateway-env.sh
 COPY --from=api-docs /src/web/api-docs/dist/ /usr/share/nginx/api-docs/
 COPY web/dashboard/ /usr/share/nginx/html/
 EXPOSE 8080

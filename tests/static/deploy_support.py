@@ -210,13 +210,13 @@ def route_table() -> set[tuple[str, str, str]]:
 
 def nginx_check(conf_text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """`nginx -t` on a container's gateway config as the container sees it: problems.conf and
-    the auth budget that auth-limit.sh writes into conf.d (the image's entrypoint runs it),
+    the auth budget that gateway-env.sh writes into conf.d (the image's entrypoint runs it),
     temp files under /tmp, upstream Services resolved to this machine."""
     conf_d = tmp_path / "conf.d"
     conf_d.mkdir()
     subprocess.run(
-        ["sh", str(GATEWAY_DIR / "auth-limit.sh")],
-        env={"PATH": os.environ["PATH"], "AUTH_LIMIT_DIR": str(conf_d)},
+        ["sh", str(GATEWAY_DIR / "gateway-env.sh")],
+        env={"PATH": os.environ["PATH"], "GATEWAY_CONF_DIR": str(conf_d)},
         check=True,
     )
     text = re.sub(r"server \w+-api:", "server 127.0.0.1:", conf_text)  # no cluster DNS here

@@ -188,14 +188,22 @@ def test_compose_gateway_runs_the_gateway_image_with_its_own_config() -> None:
     for copied in re.findall(r"^COPY (?!--from)(?:--chmod=\S+ )?(\S+) ", dockerfile, re.MULTILINE):
         assert (ROOT / copied).exists(), copied
     assert "deploy/gateway/problems.conf /etc/nginx/problems.conf" in dockerfile
-    assert "deploy/gateway/auth-limit.sh /docker-entrypoint.d/" in dockerfile
-    script = GATEWAY_COMPOSE.parent / "auth-limit.sh"
+    assert "deploy/gateway/gateway-env.sh /docker-entrypoint.d/" in dockerfile
+    script = GATEWAY_COMPOSE.parent / "gateway-env.sh"
     assert os.access(script, os.X_OK), "the entrypoint skips scripts that are not executable"
 
 
-def test_auth_limit_script_writes_the_budget_and_refuses_nonsense(tmp_path: Path) -> None:
-    script = GATEWAY_COMPOSE.parent / "auth-limit.sh"
-    env = {"PATH": os.environ["PATH"], "AUTH_LIMIT_DIR": str(tmp_path)}
+def test_gateway_env_script_writes_the_budget_and_tls_and_refuses_nonsense(
+    tmp_path: Path,
+) -> None:
+    script = GATEWAY_COMPOSE.parent / "gateway-env.sh"
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    env = {
+        "PATH": os.environ["PATH"],
+        "GATEWAY_CONF_DIR": str(tmp_path),
+        "GATEWAY_TLS_DIR": str(tls),
+    }
     refused = subprocess.run(
         ["sh", str(script)],
         env={**env, "PLATFORM_AUTH_RATE_LIMIT_PER_MINUTE": "lots"},
@@ -208,6 +216,12 @@ def test_auth_limit_script_writes_the_budget_and_refuses_nonsense(tmp_path: Path
     )
     assert "burst=29 nodelay" in (tmp_path / "auth-limit.rules").read_text()
     assert "rate=30r/m" in (tmp_path / "auth-limit.conf").read_text()
+    assert (tmp_path / "tls.listen").read_text() == ""  # no certificate: plain HTTP only
+    (tls / "tls.crt").write_text("x")
+    (tls / "tls.key").write_text("x")
+    subprocess.run(["sh", str(script)], env=env, check=True)
+    assert (tmp_path / "tls.listen").read_text().strip() == "listen 8443 ssl;"
+    assert f"ssl_certificate {tls}/tls.crt;" in (tmp_path / "tls.conf").read_text()
 
 
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")

@@ -109,11 +109,12 @@ def merged() -> dict[str, Any]:
         for path, operations in doc["paths"].items():
             if not _public(service, path):
                 continue
-            for operation in operations.values():
+            for method, operation in operations.items():
                 if isinstance(operation, dict) and "responses" in operation:
                     operation.setdefault("tags", [service])
                     _set_security(operation)
-            paths[path] = operations
+                    _own_operation_id(operation, method)
+            paths[path] = dict(sorted(operations.items(), key=lambda kv: _METHODS.index(kv[0])))
         tags.append({"name": service, "description": f"served by the {service} service"})
     used = _referenced(paths, schemas)
     return {
@@ -127,6 +128,18 @@ def merged() -> dict[str, Any]:
             "securitySchemes": SECURITY_SCHEMES,
         },
     }
+
+
+_METHODS = ["get", "head", "put", "post", "patch", "delete", "options", "trace", "parameters"]
+
+
+def _own_operation_id(operation: dict[str, Any], method: str) -> None:
+    """FastAPI names a route serving GET and HEAD after whichever method its set yields
+    first: give each its own, the same on every run."""
+    found = operation.get("operationId", "")
+    stem, _, suffix = found.rpartition("_")
+    if stem and suffix in _METHODS and suffix != method:
+        operation["operationId"] = f"{stem}_{method}"
 
 
 def _set_security(operation: dict[str, Any]) -> None:

@@ -61,6 +61,15 @@ def routes() -> list[Route]:
 
 
 @dataclass(frozen=True)
+class Tls:
+    """http-level TLS directives and each server's extra listen (the catch-all's first)."""
+
+    http: str = ""
+    listen: str = ""
+    listen_default: str = ""
+
+
+@dataclass(frozen=True)
 class Target:
     """What differs between the local, compose and Kubernetes gateways; the template reads
     these."""
@@ -74,6 +83,7 @@ class Target:
     dashboard_root: str
     auth_limit: str
     api_docs_root: str = "/usr/share/nginx/api-docs"
+    tls: Tls = field(default_factory=lambda: Tls())
     auth_rate: int = AUTH_RATE_DEFAULT
     user_line: str = ""
     pid: str = ""
@@ -135,6 +145,7 @@ def render(config: StackConfig) -> str:
         dashboard_root=str(dashboard_root(config)),
         api_docs_root=str(api_docs_root(config)),
         listen=f"{config.gateway_host}:{config.gateway_port}",
+        tls=_local_tls(config),
         base_domain=config.base_domain,
         auth_rate=rate,
         auth_limit=f"limit_req zone=auth burst={rate - 1} nodelay;",
@@ -145,6 +156,25 @@ def render(config: StackConfig) -> str:
         hosts=_by_host(),
     )
     return _render(target)
+
+
+def _local_tls(config: StackConfig) -> Tls:
+    if not config.tls_cert:
+        return Tls()
+    listen = f"listen {config.gateway_host}:{config.tls_port} ssl"
+    return Tls(
+        http=f"ssl_certificate {config.tls_cert};\n    ssl_certificate_key {config.tls_key};",
+        listen=f"{listen};",
+        listen_default=f"{listen} default_server;",
+    )
+
+
+# In containers, gateway-env.sh (run by the image's entrypoint) writes these: empty unless a
+# certificate is mounted at /etc/nginx/tls/tls.crt (and tls.key).
+_CONTAINER_TLS = Tls(
+    listen="include /etc/nginx/conf.d/tls.listen;",
+    listen_default="include /etc/nginx/conf.d/tls.listen-default;",
+)
 
 
 def render_compose() -> str:
@@ -160,6 +190,7 @@ def render_compose() -> str:
         dashboard_root="/usr/share/nginx/html",
         listen="8080",
         auth_limit="include /etc/nginx/conf.d/auth-limit.rules;",
+        tls=_CONTAINER_TLS,
         backends={name: f"{name}-api:{port}" for name, port in KNOWN_SERVICES.items()},
         hosts=_by_host(),
     )
@@ -181,6 +212,7 @@ def render_k8s() -> str:
         dashboard_root="/usr/share/nginx/html",
         listen="8080",
         auth_limit="include /etc/nginx/conf.d/auth-limit.rules;",
+        tls=_CONTAINER_TLS,
         upstreams={name: [f"{name}-api:{port}"] for name, port in KNOWN_SERVICES.items()},
         hosts=_by_host(),
     )
