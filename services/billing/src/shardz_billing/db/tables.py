@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shardz_common.db import new_metadata
+from shardz_common.jobs import job_runs_table
 from shardz_common.outbox import inbox_table, outbox_table
 
 metadata = new_metadata()
@@ -206,3 +207,4 @@ class PaystackEvent(Base):
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+job_runs = job_runs_table(metadata)

@@ -224,8 +224,7 @@ async def daily_run(
     if settings.fault_injection == "run_after_lines":
         log.warning("fault injection: exiting in the middle of a run", run_id=run_id)
         os._exit(137)
-    overdue = await _count(session, _OVERDUE, params)
-    suspended = await _count(session, _SUSPEND, params)
+    overdue, suspended = await sweep_overdue(session, settings, cutoff)
     await session.execute(
         text("UPDATE billing_runs SET invoices_created = :c, invoices_overdue = :o WHERE id = :r"),
         {"c": created, "o": overdue, "r": run_id},
@@ -239,6 +238,19 @@ async def daily_run(
         accounts_suspended=suspended,
     )
     return RunOutcome(run_id, created, overdue, suspended)
+
+
+async def sweep_overdue(
+    session: AsyncSession, settings: BillingSettings, cutoff: datetime
+) -> tuple[int, int]:
+    """Open invoices past `due_at` + grace at `cutoff` turn overdue, and their accounts are
+    suspended (`account.suspended`). Idempotent: a second sweep finds nothing to change."""
+    params = {"cutoff": cutoff, "grace_days": settings.grace_days}
+    overdue = await _count(session, _OVERDUE, params)
+    suspended = await _count(session, _SUSPEND, params)
+    if overdue or suspended:
+        log.info("overdue sweep", invoices_overdue=overdue, accounts_suspended=suspended)
+    return overdue, suspended
 
 
 _FINISHED = """
