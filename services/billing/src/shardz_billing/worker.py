@@ -48,6 +48,7 @@ def spec(settings: BillingSettings | None = None) -> WorkerSpec:
     async def settle(sessions: async_sessionmaker[AsyncSession]) -> None:
         if paystack.enabled:
             await payments.settle_pending(sessions, paystack)
+            await payments.refund_pending(sessions, paystack)
 
     return WorkerSpec(
         settings=settings,
@@ -66,7 +67,8 @@ def spec(settings: BillingSettings | None = None) -> WorkerSpec:
             ),
             Periodic("overdue-sweep", settings.overdue_interval_seconds, overdue, singleton=True),
             Periodic("mark-finished-subscriptions", 3600, finish, singleton=True),
-            # each stored webhook event is claimed with SKIP LOCKED: replicas share the work
+            # each stored webhook event (and each charge to refund) is claimed with SKIP
+            # LOCKED: replicas share the work
             Periodic("settle-payments", settings.settle_interval_seconds, settle),
         ],
     )

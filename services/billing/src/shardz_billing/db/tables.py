@@ -129,6 +129,8 @@ class Invoice(Base):
         # one invoice per user and run; also the index of a user's invoices
         UniqueConstraint("user_id", "run_id", name="uq_invoices_user_run"),
         Index("ix_invoices_open_due", "due_at", postgresql_where=text("status = 'open'")),
+        # the suspension sweep and reactivation look for a user's overdue invoices
+        Index("ix_invoices_overdue_user", "user_id", postgresql_where=text("status = 'overdue'")),
     )
 
 
@@ -179,13 +181,22 @@ class Payment(Base):
     attempt: Mapped[int] = mapped_column(Integer, nullable=False)
     amount_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
-    # initializing | pending | succeeded | failed
+    # initializing | pending | succeeded | failed, or for a charge of an invoice that another
+    # payment had already settled: needs_refund, then refunded once Paystack took the refund
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     authorization_url: Mapped[str | None] = mapped_column(Text)
     access_code: Mapped[str | None] = mapped_column(String(100))
+    refund_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
-    __table_args__ = (UniqueConstraint("invoice_id", "attempt", name="uq_payments_attempt"),)
+    __table_args__ = (
+        UniqueConstraint("invoice_id", "attempt", name="uq_payments_attempt"),
+        Index(
+            "ix_payments_needs_refund",
+            "reference",
+            postgresql_where=text("status = 'needs_refund'"),
+        ),
+    )
 
 
 class PaystackEvent(Base):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
@@ -35,28 +36,26 @@ RUN_LOCK = 7_410_104  # advisory lock key of the daily run
 
 # One statement: data-modifying CTEs share one snapshot and write each row once.
 #
-# `due`: every period that ended by :cutoff and has no line yet. A subscription's next
-# unbilled period comes from the last line's `period_no` (a backward scan of the primary
-# key); `n` runs from there up to a generous bound, and the exact test is the WHERE clause.
-# Amounts are integer kobo, pro rata to the second, rounded half up.
+# `due`: every period that ended by :cutoff and has no line yet, with a positive amount. A
+# subscription's next unbilled period comes from its last line's `period_no` (one probe of
+# the primary key); `n` runs from there up to a generous bound, and the WHERE clause is the
+# exact test. Amounts are integer kobo, pro rata to the second, rounded half up.
+#
+# Each user's invoice id is known before the invoice exists (a digest of the user and a
+# secret of this run), so lines are written straight from `due` with no join back to the
+# inserted invoices, and the invoices are one aggregate over the same rows.
 _RUN = """
 WITH due AS MATERIALIZED (
-    SELECT s.id AS subscription_id, s.user_id, s.currency, g.n AS period_no,
-           p.period_start, p.period_end,
-           CASE WHEN p.period_end >= p.full_end THEN s.price_minor
-                ELSE (s.price_minor * 2 * secs.used_s + secs.full_s) / (2 * secs.full_s)
-           END AS amount_minor,
+    SELECT md5(CAST(:run_salt AS text) || s.user_id::text)::uuid AS invoice_id,
+           s.id AS subscription_id, s.user_id, s.currency, g.n AS period_no,
+           p.period_start, p.period_end, a.amount_minor,
            coalesce(plans.name, s.plan) || ' (' || s.resource_type || ' ' || s.resource_id
              || CASE WHEN p.period_end < p.full_end THEN '), pro rata' ELSE ')' END
              AS description
     FROM subscriptions s
-    CROSS JOIN LATERAL (
-        SELECT coalesce((SELECT l.period_no + 1 FROM invoice_lines l
-                         WHERE l.subscription_id = s.id
-                         ORDER BY l.period_no DESC LIMIT 1), 0) AS next_no
-    ) AS b
     CROSS JOIN LATERAL generate_series(
-        b.next_no,
+        coalesce((SELECT max(l.period_no) + 1 FROM invoice_lines l
+                  WHERE l.subscription_id = s.id), 0),
         -- No month is shorter than 28 days (2,419,200 s): period n ends after n + 1 of
         -- them, a cancelled subscription's last period starts after n. A cheap bound; the
         -- WHERE clause is the exact test.
@@ -69,9 +68,13 @@ WITH due AS MATERIALIZED (
                least(billing_period_edge(s.started_at, g.n + 1), s.cancelled_at) AS period_end
     ) AS p
     CROSS JOIN LATERAL (
-        SELECT floor(extract(epoch FROM p.period_end - p.period_start))::bigint AS used_s,
-               floor(extract(epoch FROM p.full_end - p.period_start))::bigint AS full_s
-    ) AS secs
+        SELECT CASE WHEN p.period_end >= p.full_end THEN s.price_minor
+               ELSE (s.price_minor * 2
+                       * floor(extract(epoch FROM p.period_end - p.period_start))::bigint
+                     + floor(extract(epoch FROM p.full_end - p.period_start))::bigint)
+                    / (2 * floor(extract(epoch FROM p.full_end - p.period_start))::bigint)
+               END AS amount_minor
+    ) AS a
     LEFT JOIN unnest(CAST(:plan_ids AS text[]), CAST(:plan_names AS text[])) AS plans(id, name)
            ON plans.id = s.plan
     WHERE s.price_minor > 0 AND NOT s.billing_done
@@ -79,38 +82,38 @@ WITH due AS MATERIALIZED (
       AND (s.cancelled_at IS NOT NULL OR billing_period_edge(s.started_at, 1) <= :cutoff)
       AND p.period_start < coalesce(s.cancelled_at, 'infinity')
       AND p.period_end <= :cutoff
+      AND a.amount_minor > 0
 ),
 invoice AS (
     INSERT INTO invoices (id, user_id, run_id, status, amount_minor, currency,
                           period_start, period_end, issued_at, due_at)
-    SELECT gen_random_uuid(), user_id, :run_id, 'open', sum(amount_minor), min(currency),
+    SELECT invoice_id, user_id, :run_id, 'open', sum(amount_minor), min(currency),
            min(period_start), max(period_end), :issued_at, :due_at
-    FROM due WHERE amount_minor > 0
-    GROUP BY user_id
-    RETURNING id, user_id, amount_minor, currency, due_at
+    FROM due
+    GROUP BY invoice_id, user_id
+    RETURNING id, user_id, amount_minor, currency
 ),
 line AS (
     -- no ON CONFLICT: a second line for a period is a bug that must abort the whole run
     INSERT INTO invoice_lines (invoice_id, subscription_id, period_no, period_start,
                                period_end, description, amount_minor)
-    SELECT i.id, d.subscription_id, d.period_no, d.period_start, d.period_end,
-           d.description, d.amount_minor
-    FROM due d JOIN invoice i ON i.user_id = d.user_id
-    WHERE d.amount_minor > 0
+    SELECT invoice_id, subscription_id, period_no, period_start, period_end, description,
+           amount_minor
+    FROM due
 ),
 event AS (
     -- the envelope of shardz_common.events.envelope, written as text: every value is a
-    -- uuid, an integer or JSON-encoded, and one format() per row is far cheaper than
-    -- building a JSON object per row
+    -- uuid, an integer or JSON-encoded, and concatenating a row's text is far cheaper
+    -- than building a JSON object (or a format()) per row
     INSERT INTO outbox (id, type, body)
-    SELECT e.event_id, 'invoice.due', format(
-        '{"specversion":"1.0","id":"%1$s","source":"billing","type":"invoice.due",'
-        '"time":%2$s,"datacontenttype":"application/json",'
-        '"dataschema":"urn:shardz:event:invoice.due:v1","subject":"%3$s",'
-        '"data":{"invoice_id":"%3$s","user_id":"%4$s","amount_minor":%5$s,'
-        '"currency":%6$s,"due_at":%7$s}}',
-        e.event_id, CAST(:now_json AS text), e.id, e.user_id, e.amount_minor, to_json(e.currency),
-        CAST(:due_at_json AS text))
+    SELECT e.event_id, 'invoice.due',
+        '{"specversion":"1.0","id":"' || e.event_id
+        || '","source":"billing","type":"invoice.due","time":' || CAST(:now_json AS text)
+        || ',"datacontenttype":"application/json",'
+        || '"dataschema":"urn:shardz:event:invoice.due:v1","subject":"' || e.id
+        || '","data":{"invoice_id":"' || e.id || '","user_id":"' || e.user_id
+        || '","amount_minor":' || e.amount_minor || ',"currency":' || to_json(e.currency)
+        || ',"due_at":' || CAST(:due_at_json AS text) || '}}'
     FROM (SELECT gen_random_uuid() AS event_id, invoice.* FROM invoice) e
 )
 SELECT count(*) FROM invoice
@@ -135,7 +138,8 @@ FROM (SELECT gen_random_uuid() AS event_id, src.* FROM src) e
 
 _OVERDUE = """
 UPDATE invoices SET status = 'overdue'
-WHERE status = 'open' AND due_at + make_interval(days => :grace_days) <= :cutoff
+WHERE status = 'open'
+  AND due_at <= CAST(:cutoff AS timestamptz) - make_interval(days => :grace_days)
 """
 
 _SUSPEND = _outbox_insert(
@@ -143,8 +147,8 @@ _SUSPEND = _outbox_insert(
     """
 
     UPDATE accounts a SET status = 'suspended', status_at = now()
-    WHERE a.status = 'active'
-      AND EXISTS (SELECT 1 FROM invoices i WHERE i.user_id = a.user_id AND i.status = 'overdue')
+    FROM (SELECT DISTINCT user_id FROM invoices WHERE status = 'overdue') AS i
+    WHERE a.user_id = i.user_id AND a.status = 'active'
     RETURNING a.user_id
     """,
     "e.user_id::text",
@@ -213,7 +217,7 @@ async def daily_run(
         "due_at": due_at,
         "due_at_json": json.dumps(due_at.isoformat()),
         "now_json": json.dumps(datetime.now(UTC).isoformat()),
-        "grace_days": settings.grace_days,
+        "run_salt": secrets.token_hex(16),
         **_plan_params(all_plans()),
     }
     # JIT compiles for seconds on the planner's (overestimated) row counts, and the per-user
