@@ -55,13 +55,13 @@ async def active_on(gateway, token: str, resource_id: str, plan: str) -> dict | 
 
 
 def passes(log: Path) -> list[datetime]:
-    """When each reconciliation pass of a worker finished, from its JSON log."""
+    """When each reconciliation pass of a worker began, from its JSON log."""
     found = []
     for line in log.read_text(errors="replace").splitlines():
         with contextlib.suppress(ValueError):
             entry = json.loads(line)
             if isinstance(entry, dict) and entry.get("msg") == "reconciliation pass":
-                found.append(datetime.fromisoformat(entry["timestamp"]))
+                found.append(datetime.fromisoformat(entry["started"]))
     return found
 
 
@@ -123,4 +123,5 @@ async def test_two_workers_apply_a_missed_plan_change_once_from_its_real_time(
     finished = sorted(t for log in logs for t in passes(log))
     assert len(finished) >= 3, finished
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(finished)]
-    assert min(gaps) > INTERVAL * 0.6, gaps
+    # claims are at least INTERVAL - 10% apart; a worker may start its pass a little late
+    assert min(gaps) > INTERVAL / 2, gaps

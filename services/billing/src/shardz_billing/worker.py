@@ -6,7 +6,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shardz_billing.config import BillingSettings
-from shardz_billing.db.tables import inbox, job_runs, outbox
+from shardz_billing.db.tables import inbox, invoice_due_events, job_runs, outbox
 from shardz_billing.events.handlers import consumers
 from shardz_billing.services import payments, reconcile, runs
 from shardz_billing.services.paystack import PaystackClient
@@ -57,6 +57,7 @@ def spec(settings: BillingSettings | None = None) -> WorkerSpec:
         consumers=consumers(),
         on_shutdown=http.aclose,
         job_runs=job_runs,
+        extra_outboxes=[invoice_due_events],
         jobs=[
             Periodic("daily-run", settings.scheduler_poll_seconds, schedule, singleton=True),
             Periodic(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -156,6 +156,7 @@ async def reconcile_databases(
     if not settings.secrets.provisioner_internal_secret:
         log.warning("reconciliation off: PROVISIONER_INTERNAL_SECRET is unset")
         return 0
+    started = datetime.now(UTC)
     fixed = 0
     cursor: str | None = None
     while True:
@@ -165,5 +166,5 @@ async def reconcile_databases(
         cursor = page.get("next_cursor")
         if not cursor:
             break
-    log.info("reconciliation pass", fixed=fixed)
+    log.info("reconciliation pass", fixed=fixed, started=started.isoformat())
     return fixed

@@ -13,11 +13,9 @@ produces what the interrupted run would have."""
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 import structlog
@@ -34,28 +32,40 @@ log = structlog.get_logger(__name__)
 
 RUN_LOCK = 7_410_104  # advisory lock key of the daily run
 
-# One statement: data-modifying CTEs share one snapshot and write each row once.
+# One statement: data-modifying CTEs share one snapshot and write each row once. The run's
+# transaction is in UTC (`SET LOCAL timezone`), so `+ make_interval(months => n)` adds
+# calendar months in UTC (Jan 31 + 1 month = Feb 28/29, + 2 months = Mar 31).
 #
 # `due`: every period that ended by :cutoff and has no line yet, with a positive amount. A
-# subscription's next unbilled period comes from its last line's `period_no` (one probe of
-# the primary key); `n` runs from there up to a generous bound, and the WHERE clause is the
-# exact test. Amounts are integer kobo, pro rata to the second, rounded half up.
+# subscription's next unbilled period follows its last line's `period_no` (a probe of the
+# primary key); one whose first period ended after the cutoff of every earlier run cannot
+# have a line yet, and starts at 0 without the probe. `n` runs from there up to a generous
+# bound, and the WHERE clause is the exact test. Amounts are integer kobo, pro rata to the
+# second, rounded half up.
 #
-# Each user's invoice id is known before the invoice exists (a digest of the user and a
-# secret of this run), so lines are written straight from `due` with no join back to the
-# inserted invoices, and the invoices are one aggregate over the same rows.
+# A line names its run, not its invoice: one invoice per user and run, so lines are
+# written straight from `due` with no join back to the inserted invoices, and the invoices
+# are one aggregate over the same rows. `invoice.due` is not an outbox row: each new
+# invoice is its own event record (migration 0003).
 _RUN = """
 WITH due AS MATERIALIZED (
-    SELECT md5(CAST(:run_salt AS text) || s.user_id::text)::uuid AS invoice_id,
-           s.id AS subscription_id, s.user_id, s.currency, g.n AS period_no,
+    SELECT s.id AS subscription_id, s.user_id, s.currency, g.n AS period_no,
            p.period_start, p.period_end, a.amount_minor,
            coalesce(plans.name, s.plan) || ' (' || s.resource_type || ' ' || s.resource_id
              || CASE WHEN p.period_end < p.full_end THEN '), pro rata' ELSE ')' END
              AS description
     FROM subscriptions s
+    CROSS JOIN (
+        SELECT coalesce((max(as_of) + 1)::timestamp AT TIME ZONE 'UTC', '-infinity')
+               AS cutoff
+        FROM billing_runs WHERE id <> :run_id
+    ) AS earlier
     CROSS JOIN LATERAL generate_series(
-        coalesce((SELECT max(l.period_no) + 1 FROM invoice_lines l
-                  WHERE l.subscription_id = s.id), 0),
+        CASE WHEN least(s.started_at + interval '1 month', s.cancelled_at) > earlier.cutoff
+             THEN 0
+             ELSE coalesce((SELECT max(l.period_no) + 1 FROM invoice_lines l
+                            WHERE l.subscription_id = s.id), 0)
+        END,
         -- No month is shorter than 28 days (2,419,200 s): period n ends after n + 1 of
         -- them, a cancelled subscription's last period starts after n. A cheap bound; the
         -- WHERE clause is the exact test.
@@ -63,9 +73,9 @@ WITH due AS MATERIALIZED (
           - CASE WHEN s.cancelled_at IS NULL THEN 1 ELSE 0 END
     ) AS g(n)
     CROSS JOIN LATERAL (
-        SELECT billing_period_edge(s.started_at, g.n) AS period_start,
-               billing_period_edge(s.started_at, g.n + 1) AS full_end,
-               least(billing_period_edge(s.started_at, g.n + 1), s.cancelled_at) AS period_end
+        SELECT e.period_start, e.full_end, least(e.full_end, s.cancelled_at) AS period_end
+        FROM (SELECT s.started_at + make_interval(months => g.n) AS period_start,
+                     s.started_at + make_interval(months => g.n + 1) AS full_end) AS e
     ) AS p
     CROSS JOIN LATERAL (
         SELECT CASE WHEN p.period_end >= p.full_end THEN s.price_minor
@@ -79,7 +89,7 @@ WITH due AS MATERIALIZED (
            ON plans.id = s.plan
     WHERE s.price_minor > 0 AND NOT s.billing_done
       AND s.started_at < :cutoff
-      AND (s.cancelled_at IS NOT NULL OR billing_period_edge(s.started_at, 1) <= :cutoff)
+      AND (s.cancelled_at IS NOT NULL OR s.started_at + interval '1 month' <= :cutoff)
       AND p.period_start < coalesce(s.cancelled_at, 'infinity')
       AND p.period_end <= :cutoff
       AND a.amount_minor > 0
@@ -87,34 +97,19 @@ WITH due AS MATERIALIZED (
 invoice AS (
     INSERT INTO invoices (id, user_id, run_id, status, amount_minor, currency,
                           period_start, period_end, issued_at, due_at)
-    SELECT invoice_id, user_id, :run_id, 'open', sum(amount_minor), min(currency),
+    SELECT gen_random_uuid(), user_id, :run_id, 'open', sum(amount_minor), min(currency),
            min(period_start), max(period_end), :issued_at, :due_at
     FROM due
-    GROUP BY invoice_id, user_id
-    RETURNING id, user_id, amount_minor, currency
+    GROUP BY user_id
+    RETURNING id
 ),
 line AS (
     -- no ON CONFLICT: a second line for a period is a bug that must abort the whole run
-    INSERT INTO invoice_lines (invoice_id, subscription_id, period_no, period_start,
+    INSERT INTO invoice_lines (run_id, subscription_id, period_no, period_start,
                                period_end, description, amount_minor)
-    SELECT invoice_id, subscription_id, period_no, period_start, period_end, description,
+    SELECT :run_id, subscription_id, period_no, period_start, period_end, description,
            amount_minor
     FROM due
-),
-event AS (
-    -- the envelope of shardz_common.events.envelope, written as text: every value is a
-    -- uuid, an integer or JSON-encoded, and concatenating a row's text is far cheaper
-    -- than building a JSON object (or a format()) per row
-    INSERT INTO outbox (id, type, body)
-    SELECT e.event_id, 'invoice.due',
-        '{"specversion":"1.0","id":"' || e.event_id
-        || '","source":"billing","type":"invoice.due","time":' || CAST(:now_json AS text)
-        || ',"datacontenttype":"application/json",'
-        || '"dataschema":"urn:shardz:event:invoice.due:v1","subject":"' || e.id
-        || '","data":{"invoice_id":"' || e.id || '","user_id":"' || e.user_id
-        || '","amount_minor":' || e.amount_minor || ',"currency":' || to_json(e.currency)
-        || ',"due_at":' || CAST(:due_at_json AS text) || '}}'
-    FROM (SELECT gen_random_uuid() AS event_id, invoice.* FROM invoice) e
 )
 SELECT count(*) FROM invoice
 """
@@ -215,15 +210,13 @@ async def daily_run(
         "run_id": run_id,
         "issued_at": issued_at,
         "due_at": due_at,
-        "due_at_json": json.dumps(due_at.isoformat()),
-        "now_json": json.dumps(datetime.now(UTC).isoformat()),
-        "run_salt": secrets.token_hex(16),
         **_plan_params(all_plans()),
     }
     # JIT compiles for seconds on the planner's (overestimated) row counts, and the per-user
     # aggregate would spill to disk at the default work_mem: both cost more than the run.
     await session.execute(text("SET LOCAL jit = off"))
     await session.execute(text("SET LOCAL work_mem = '64MB'"))
+    await session.execute(text("SET LOCAL timezone = 'UTC'"))
     created = (await session.execute(text(_RUN), params)).scalar_one()
     if settings.fault_injection == "run_after_lines":
         log.warning("fault injection: exiting in the middle of a run", run_id=run_id)
