@@ -49,6 +49,9 @@ class WorkerSpec:
     on_start: Job | None = None
     # the service's `job_runs` table (shardz_common.jobs.job_runs_table), for singleton jobs
     job_runs: Table | None = None
+    # further tables or views shaped like the outbox (id, type, body, traceparent,
+    # created_at, sent_at, attempts) whose rows are events too, each with its own relay
+    extra_outboxes: Sequence[Table] = ()
 
 
 async def _every(
@@ -121,6 +124,9 @@ async def run_worker(spec: WorkerSpec) -> None:
     if spec.on_start is not None:
         await spec.on_start(sessions)
     tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
+    for extra in spec.extra_outboxes:
+        extra_relay = OutboxRelay(engine, extra, s.platform.amqp_url, s.platform.events_exchange)
+        tasks.append(asyncio.create_task(extra_relay.run(), name=f"relay-{extra.name}"))
     # waits for the broker if it is not up yet, while the relay and the jobs already run
     starting = asyncio.create_task(runner.start(), name="consumers") if spec.consumers else None
     for job in [*spec.jobs, _cleanup_job(spec.outbox, spec.inbox)]:

@@ -6,8 +6,12 @@ billing service cannot tell it from https://api.paystack.co.
 - a checkout page at `authorization_url`: paying there marks the transaction `success` and
   sends a `charge.success` webhook signed with `x-paystack-signature` (hex HMAC-SHA512 of the
   body under the secret key), as Paystack does;
+- `POST /refund` `{"transaction", "amount"?}` (a reference or id): a full or partial refund,
+  queued as Paystack answers it; a fully refunded transaction verifies as `reversed`, and a
+  further refund is refused with Paystack's message;
 - for tests, `POST /_standin/transactions/:reference` `{"status", "amount"}` sets what verify
-  answers (e.g. a payment of less than was asked), without sending anything.
+  answers (e.g. a payment of less than was asked), without sending anything, and
+  `GET /_standin/transactions/:reference/refunds` lists the refunds made.
 
 Transactions live in memory: a restart forgets them, as a test mode would.
 
@@ -59,6 +63,8 @@ class Transaction:
     status: str = "abandoned"  # Paystack's word for "initialized, not paid"
     created_at: str = field(default_factory=_now)
     paid_at: str | None = None
+    refunded: int = 0
+    refunds: list[dict[str, Any]] = field(default_factory=list)
 
     def data(self) -> dict[str, Any]:
         return {
@@ -215,12 +221,71 @@ def create_app(secret_key: str, webhook_url: str | None, webhook_host: str | Non
             await deliver("charge.success", tx)
         return JSONResponse({"status": True, "message": "updated", "data": tx.data()})
 
+    async def refund(request: Request) -> Response:
+        if not authorized(request):
+            return _fail(401, "Invalid key")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _fail(400, "Invalid JSON body")
+        key = str(body.get("transaction", "")) if isinstance(body, dict) else ""
+        tx = transactions.get(key) or next(
+            (t for t in transactions.values() if str(t.id) == key), None
+        )
+        if tx is None:
+            return _fail(404, "Transaction not found")
+        if tx.status == "reversed" or tx.refunded >= tx.amount:
+            return _fail(400, "Transaction has been fully reversed")
+        if tx.status != "success":
+            return _fail(400, "Cannot refund a transaction that was not successful")
+        raw = body.get("amount", tx.amount - tx.refunded)
+        amount = int(raw) if isinstance(raw, int | str) and str(raw).isdigit() else -1
+        if not 0 < amount <= tx.amount - tx.refunded:
+            return _fail(400, "Refund amount cannot be greater than transaction amount")
+        tx.refunded += amount
+        if tx.refunded >= tx.amount:
+            tx.status = "reversed"
+        now = _now()
+        made = {
+            "transaction": tx.data(),
+            "integration": 100001,
+            "deducted_amount": 0,
+            "channel": None,
+            "merchant_note": f"Refund for transaction {tx.reference}",
+            "customer_note": f"Refund for transaction {tx.reference}",
+            "status": "pending",
+            "refunded_by": "standin@example.com",
+            "expected_at": now,
+            "currency": tx.currency,
+            "domain": "test",
+            "amount": amount,
+            "fully_deducted": False,
+            "id": next(ids),
+            "createdAt": now,
+            "updatedAt": now,
+        }
+        tx.refunds.append(made)
+        return JSONResponse(
+            {"status": True, "message": "Refund has been queued for processing", "data": made}
+        )
+
+    async def refunds_of(request: Request) -> Response:
+        """Test hook: the refunds made of a transaction."""
+        if not authorized(request):
+            return _fail(401, "Invalid key")
+        tx = transactions.get(request.path_params["reference"])
+        if tx is None:
+            return _fail(404, "Transaction reference not found")
+        return JSONResponse({"status": True, "message": "Refunds retrieved", "data": tx.refunds})
+
     return Starlette(
         routes=[
             Route("/transaction/initialize", initialize, methods=["POST"]),
             Route("/transaction/verify/{reference}", verify, methods=["GET"]),
+            Route("/refund", refund, methods=["POST"]),
             Route("/checkout/{code}", checkout, methods=["GET", "POST"]),
             Route("/_standin/transactions/{reference}", control, methods=["POST"]),
+            Route("/_standin/transactions/{reference}/refunds", refunds_of, methods=["GET"]),
         ]
     )
 

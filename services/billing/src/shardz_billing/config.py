@@ -24,6 +24,9 @@ class BillingSettings(ServiceSettings):
     scheduler_poll_seconds: float = 60.0
     reconcile_interval_seconds: float = 300.0
     reconcile_page_size: int = 500
+    # open invoices past due + grace are marked overdue (and accounts suspended) this often,
+    # besides the daily run
+    overdue_interval_seconds: float = 900.0
     settle_interval_seconds: float = 2.0
     # seconds a run waits for a concurrent run before answering 409
     run_lock_timeout_seconds: float = 60.0

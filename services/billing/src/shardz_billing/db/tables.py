@@ -10,13 +10,16 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Column,
     Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     PrimaryKeyConstraint,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -26,6 +29,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shardz_common.db import new_metadata
+from shardz_common.jobs import job_runs_table
 from shardz_common.outbox import inbox_table, outbox_table
 
 metadata = new_metadata()
@@ -124,10 +128,21 @@ class Invoice(Base):
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     paid_at: Mapped[datetime | None] = _ts(nullable=True)
     created_at: Mapped[datetime] = _ts()
+    # the invoice is its own `invoice.due` record: relayed (see `invoice_due_events`) until
+    # this is set
+    due_event_sent_at: Mapped[datetime | None] = _ts(nullable=True)
+    due_event_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     __table_args__ = (
+        Index(
+            "ix_invoices_due_event_unsent",
+            "created_at",
+            postgresql_where=text("due_event_sent_at IS NULL"),
+        ),
         # one invoice per user and run; also the index of a user's invoices
         UniqueConstraint("user_id", "run_id", name="uq_invoices_user_run"),
         Index("ix_invoices_open_due", "due_at", postgresql_where=text("status = 'open'")),
+        # the suspension sweep and reactivation look for a user's overdue invoices
+        Index("ix_invoices_overdue_user", "user_id", postgresql_where=text("status = 'overdue'")),
     )
 
 
@@ -136,8 +151,10 @@ class InvoiceLine(Base):
     primary key. The run also finds each subscription's next unbilled period through it."""
 
     __tablename__ = "invoice_lines"
-    # found through the primary key (a user's subscriptions), so no index of its own
-    invoice_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    # A line belongs to the invoice of its subscription's user in its run: (user, run) is
+    # unique among invoices, so the run writes lines without knowing invoice ids. Found
+    # through the primary key (a user's subscriptions), so no index of its own.
+    run_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     subscription_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     # the subscription's period n (0 = its first month)
     period_no: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -178,13 +195,22 @@ class Payment(Base):
     attempt: Mapped[int] = mapped_column(Integer, nullable=False)
     amount_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
-    # initializing | pending | succeeded | failed
+    # initializing | pending | succeeded | failed, or for a charge of an invoice that another
+    # payment had already settled: needs_refund, then refunded once Paystack took the refund
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     authorization_url: Mapped[str | None] = mapped_column(Text)
     access_code: Mapped[str | None] = mapped_column(String(100))
+    refund_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
-    __table_args__ = (UniqueConstraint("invoice_id", "attempt", name="uq_payments_attempt"),)
+    __table_args__ = (
+        UniqueConstraint("invoice_id", "attempt", name="uq_payments_attempt"),
+        Index(
+            "ix_payments_needs_refund",
+            "reference",
+            postgresql_where=text("status = 'needs_refund'"),
+        ),
+    )
 
 
 class PaystackEvent(Base):
@@ -206,3 +232,19 @@ class PaystackEvent(Base):
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+job_runs = job_runs_table(metadata)
+
+# A view over the invoices shaped like the outbox (migration 0003), so the same relay
+# publishes each new invoice's `invoice.due`: the run writes no outbox row per invoice. Kept
+# out of `metadata`, which describes tables only.
+invoice_due_events = Table(
+    "invoice_due_events",
+    MetaData(),
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("type", String(120)),
+    Column("body", Text),
+    Column("traceparent", String(128)),
+    Column("created_at", DateTime(timezone=True)),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("attempts", Integer),
+)

@@ -164,17 +164,51 @@ async def _settle(s: AsyncSession, paystack: PaystackClient, event: PaystackEven
     ):
         log.warning("paystack amount mismatch", reference=payment.reference)
         return "amount_mismatch"
-    payment.status = "succeeded"
     payment.updated_at = datetime.now(UTC)
     if invoice.status not in ("open", "overdue"):
-        if invoice.status == "paid" and invoice.paid_at is not None:
-            log.warning("invoice paid twice; refund needed", reference=payment.reference)
-        return f"invoice_{invoice.status}"
+        if payment.status in ("succeeded", "needs_refund", "refunded"):
+            return f"invoice_{invoice.status}"  # this payment's own event, again
+        # Charged, but the invoice was already settled (two attempts both paid) or voided:
+        # the money goes back. Recorded here, refunded by `refund_pending`.
+        payment.status = "needs_refund"
+        log.warning("charge of a settled invoice; refunding", reference=payment.reference)
+        return "needs_refund"
+    payment.status = "succeeded"
     invoice.status = "paid"
     invoice.paid_at = datetime.now(UTC)
     emit(s, InvoicePaid(invoice_id=invoice.id, user_id=invoice.user_id), invoice.id)
     await reactivate_if_clear(s, invoice.user_id)
     return "settled"
+
+
+async def refund_pending(
+    sessions: async_sessionmaker[AsyncSession], paystack: PaystackClient, limit: int = 100
+) -> int:
+    """Refund, through Paystack, each charge recorded as `needs_refund`, one transaction each
+    (claimed with SKIP LOCKED, so replicas share the work). A crash after Paystack took the
+    refund leaves the row as it was; the next attempt finds the transaction already reversed
+    and records it as refunded, so a charge is never refunded twice."""
+    done = 0
+    for _ in range(limit):
+        async with sessions() as s, s.begin():
+            payment = (
+                await s.execute(
+                    select(Payment)
+                    .where(Payment.status == "needs_refund")
+                    .order_by(Payment.reference)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                )
+            ).scalar_one_or_none()
+            if payment is None:
+                return done
+            refund = await paystack.refund(payment.reference, payment.amount_minor)
+            payment.status = "refunded"
+            payment.refund_id = refund.id
+            payment.updated_at = datetime.now(UTC)
+            log.info("charge refunded", reference=payment.reference, refund=refund.status)
+        done += 1
+    return done
 
 
 async def reactivate_if_clear(s: AsyncSession, user_id: uuid.UUID) -> bool:

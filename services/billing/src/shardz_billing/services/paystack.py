@@ -1,4 +1,5 @@
-"""A small Paystack client: initialize and verify a transaction, check a webhook signature.
+"""A small Paystack client: initialize, verify and refund a transaction, check a webhook
+signature.
 
 Only the base URL and the secret key come from settings, so a local server that speaks
 Paystack's API (tests, `make dev`) is indistinguishable from the real one. The key never
@@ -52,6 +53,15 @@ class Transaction:
     status: str  # success | failed | abandoned | ongoing | pending | reversed ...
     amount: int
     currency: str
+
+
+@dataclass(frozen=True)
+class Refund:
+    """What `POST /refund` answered: Paystack's refund id and its (usually pending) status."""
+
+    id: str | None
+    status: str
+    amount: int
 
 
 @dataclass(frozen=True)
@@ -146,6 +156,26 @@ class PaystackClient:
             status=str(data.get("status", "")),
             amount=amount if isinstance(amount, int) and not isinstance(amount, bool) else -1,
             currency=str(data.get("currency", "")),
+        )
+
+    async def refund(self, reference: str, amount_minor: int) -> Refund:
+        """Refund a transaction (`POST /refund`). A transaction already fully refunded (by an
+        earlier call whose answer was lost) counts as refunded, not as an error."""
+        resp = await self._call(
+            "POST", "/refund", {"transaction": reference, "amount": amount_minor}
+        )
+        payload = _json(resp)
+        message = str(payload.get("message", ""))
+        if resp.status_code == 400 and "fully reversed" in message.lower():
+            return Refund(id=None, status="already_refunded", amount=amount_minor)
+        if resp.status_code != 200 or not payload.get("status"):
+            log.warning("paystack refused refund", status=resp.status_code, message=message)
+            raise PaystackRefused("the payment provider refused the refund")
+        data = payload.get("data") or {}
+        return Refund(
+            id=str(data["id"]) if data.get("id") is not None else None,
+            status=str(data.get("status", "")),
+            amount=int(data.get("amount", amount_minor)),
         )
 
 

@@ -13,10 +13,9 @@ produces what the interrupted run would have."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 import structlog
@@ -33,30 +32,40 @@ log = structlog.get_logger(__name__)
 
 RUN_LOCK = 7_410_104  # advisory lock key of the daily run
 
-# One statement: data-modifying CTEs share one snapshot and write each row once.
+# One statement: data-modifying CTEs share one snapshot and write each row once. The run's
+# transaction is in UTC (`SET LOCAL timezone`), so `+ make_interval(months => n)` adds
+# calendar months in UTC (Jan 31 + 1 month = Feb 28/29, + 2 months = Mar 31).
 #
-# `due`: every period that ended by :cutoff and has no line yet. A subscription's next
-# unbilled period comes from the last line's `period_no` (a backward scan of the primary
-# key); `n` runs from there up to a generous bound, and the exact test is the WHERE clause.
-# Amounts are integer kobo, pro rata to the second, rounded half up.
+# `due`: every period that ended by :cutoff and has no line yet, with a positive amount. A
+# subscription's next unbilled period follows its last line's `period_no` (a probe of the
+# primary key); one whose first period ended after the cutoff of every earlier run cannot
+# have a line yet, and starts at 0 without the probe. `n` runs from there up to a generous
+# bound, and the WHERE clause is the exact test. Amounts are integer kobo, pro rata to the
+# second, rounded half up.
+#
+# A line names its run, not its invoice: one invoice per user and run, so lines are
+# written straight from `due` with no join back to the inserted invoices, and the invoices
+# are one aggregate over the same rows. `invoice.due` is not an outbox row: each new
+# invoice is its own event record (migration 0003).
 _RUN = """
 WITH due AS MATERIALIZED (
     SELECT s.id AS subscription_id, s.user_id, s.currency, g.n AS period_no,
-           p.period_start, p.period_end,
-           CASE WHEN p.period_end >= p.full_end THEN s.price_minor
-                ELSE (s.price_minor * 2 * secs.used_s + secs.full_s) / (2 * secs.full_s)
-           END AS amount_minor,
+           p.period_start, p.period_end, a.amount_minor,
            coalesce(plans.name, s.plan) || ' (' || s.resource_type || ' ' || s.resource_id
              || CASE WHEN p.period_end < p.full_end THEN '), pro rata' ELSE ')' END
              AS description
     FROM subscriptions s
-    CROSS JOIN LATERAL (
-        SELECT coalesce((SELECT l.period_no + 1 FROM invoice_lines l
-                         WHERE l.subscription_id = s.id
-                         ORDER BY l.period_no DESC LIMIT 1), 0) AS next_no
-    ) AS b
+    CROSS JOIN (
+        SELECT coalesce((max(as_of) + 1)::timestamp AT TIME ZONE 'UTC', '-infinity')
+               AS cutoff
+        FROM billing_runs WHERE id <> :run_id
+    ) AS earlier
     CROSS JOIN LATERAL generate_series(
-        b.next_no,
+        CASE WHEN least(s.started_at + interval '1 month', s.cancelled_at) > earlier.cutoff
+             THEN 0
+             ELSE coalesce((SELECT max(l.period_no) + 1 FROM invoice_lines l
+                            WHERE l.subscription_id = s.id), 0)
+        END,
         -- No month is shorter than 28 days (2,419,200 s): period n ends after n + 1 of
         -- them, a cancelled subscription's last period starts after n. A cheap bound; the
         -- WHERE clause is the exact test.
@@ -64,54 +73,43 @@ WITH due AS MATERIALIZED (
           - CASE WHEN s.cancelled_at IS NULL THEN 1 ELSE 0 END
     ) AS g(n)
     CROSS JOIN LATERAL (
-        SELECT billing_period_edge(s.started_at, g.n) AS period_start,
-               billing_period_edge(s.started_at, g.n + 1) AS full_end,
-               least(billing_period_edge(s.started_at, g.n + 1), s.cancelled_at) AS period_end
+        SELECT e.period_start, e.full_end, least(e.full_end, s.cancelled_at) AS period_end
+        FROM (SELECT s.started_at + make_interval(months => g.n) AS period_start,
+                     s.started_at + make_interval(months => g.n + 1) AS full_end) AS e
     ) AS p
     CROSS JOIN LATERAL (
-        SELECT floor(extract(epoch FROM p.period_end - p.period_start))::bigint AS used_s,
-               floor(extract(epoch FROM p.full_end - p.period_start))::bigint AS full_s
-    ) AS secs
+        SELECT CASE WHEN p.period_end >= p.full_end THEN s.price_minor
+               ELSE (s.price_minor * 2
+                       * floor(extract(epoch FROM p.period_end - p.period_start))::bigint
+                     + floor(extract(epoch FROM p.full_end - p.period_start))::bigint)
+                    / (2 * floor(extract(epoch FROM p.full_end - p.period_start))::bigint)
+               END AS amount_minor
+    ) AS a
     LEFT JOIN unnest(CAST(:plan_ids AS text[]), CAST(:plan_names AS text[])) AS plans(id, name)
            ON plans.id = s.plan
     WHERE s.price_minor > 0 AND NOT s.billing_done
       AND s.started_at < :cutoff
-      AND (s.cancelled_at IS NOT NULL OR billing_period_edge(s.started_at, 1) <= :cutoff)
+      AND (s.cancelled_at IS NOT NULL OR s.started_at + interval '1 month' <= :cutoff)
       AND p.period_start < coalesce(s.cancelled_at, 'infinity')
       AND p.period_end <= :cutoff
+      AND a.amount_minor > 0
 ),
 invoice AS (
     INSERT INTO invoices (id, user_id, run_id, status, amount_minor, currency,
                           period_start, period_end, issued_at, due_at)
     SELECT gen_random_uuid(), user_id, :run_id, 'open', sum(amount_minor), min(currency),
            min(period_start), max(period_end), :issued_at, :due_at
-    FROM due WHERE amount_minor > 0
+    FROM due
     GROUP BY user_id
-    RETURNING id, user_id, amount_minor, currency, due_at
+    RETURNING id
 ),
 line AS (
     -- no ON CONFLICT: a second line for a period is a bug that must abort the whole run
-    INSERT INTO invoice_lines (invoice_id, subscription_id, period_no, period_start,
+    INSERT INTO invoice_lines (run_id, subscription_id, period_no, period_start,
                                period_end, description, amount_minor)
-    SELECT i.id, d.subscription_id, d.period_no, d.period_start, d.period_end,
-           d.description, d.amount_minor
-    FROM due d JOIN invoice i ON i.user_id = d.user_id
-    WHERE d.amount_minor > 0
-),
-event AS (
-    -- the envelope of shardz_common.events.envelope, written as text: every value is a
-    -- uuid, an integer or JSON-encoded, and one format() per row is far cheaper than
-    -- building a JSON object per row
-    INSERT INTO outbox (id, type, body)
-    SELECT e.event_id, 'invoice.due', format(
-        '{"specversion":"1.0","id":"%1$s","source":"billing","type":"invoice.due",'
-        '"time":%2$s,"datacontenttype":"application/json",'
-        '"dataschema":"urn:shardz:event:invoice.due:v1","subject":"%3$s",'
-        '"data":{"invoice_id":"%3$s","user_id":"%4$s","amount_minor":%5$s,'
-        '"currency":%6$s,"due_at":%7$s}}',
-        e.event_id, CAST(:now_json AS text), e.id, e.user_id, e.amount_minor, to_json(e.currency),
-        CAST(:due_at_json AS text))
-    FROM (SELECT gen_random_uuid() AS event_id, invoice.* FROM invoice) e
+    SELECT :run_id, subscription_id, period_no, period_start, period_end, description,
+           amount_minor
+    FROM due
 )
 SELECT count(*) FROM invoice
 """
@@ -135,7 +133,8 @@ FROM (SELECT gen_random_uuid() AS event_id, src.* FROM src) e
 
 _OVERDUE = """
 UPDATE invoices SET status = 'overdue'
-WHERE status = 'open' AND due_at + make_interval(days => :grace_days) <= :cutoff
+WHERE status = 'open'
+  AND due_at <= CAST(:cutoff AS timestamptz) - make_interval(days => :grace_days)
 """
 
 _SUSPEND = _outbox_insert(
@@ -143,8 +142,8 @@ _SUSPEND = _outbox_insert(
     """
 
     UPDATE accounts a SET status = 'suspended', status_at = now()
-    WHERE a.status = 'active'
-      AND EXISTS (SELECT 1 FROM invoices i WHERE i.user_id = a.user_id AND i.status = 'overdue')
+    FROM (SELECT DISTINCT user_id FROM invoices WHERE status = 'overdue') AS i
+    WHERE a.user_id = i.user_id AND a.status = 'active'
     RETURNING a.user_id
     """,
     "e.user_id::text",
@@ -211,21 +210,18 @@ async def daily_run(
         "run_id": run_id,
         "issued_at": issued_at,
         "due_at": due_at,
-        "due_at_json": json.dumps(due_at.isoformat()),
-        "now_json": json.dumps(datetime.now(UTC).isoformat()),
-        "grace_days": settings.grace_days,
         **_plan_params(all_plans()),
     }
     # JIT compiles for seconds on the planner's (overestimated) row counts, and the per-user
     # aggregate would spill to disk at the default work_mem: both cost more than the run.
     await session.execute(text("SET LOCAL jit = off"))
     await session.execute(text("SET LOCAL work_mem = '64MB'"))
+    await session.execute(text("SET LOCAL timezone = 'UTC'"))
     created = (await session.execute(text(_RUN), params)).scalar_one()
     if settings.fault_injection == "run_after_lines":
         log.warning("fault injection: exiting in the middle of a run", run_id=run_id)
         os._exit(137)
-    overdue = await _count(session, _OVERDUE, params)
-    suspended = await _count(session, _SUSPEND, params)
+    overdue, suspended = await sweep_overdue(session, settings, cutoff)
     await session.execute(
         text("UPDATE billing_runs SET invoices_created = :c, invoices_overdue = :o WHERE id = :r"),
         {"c": created, "o": overdue, "r": run_id},
@@ -239,6 +235,19 @@ async def daily_run(
         accounts_suspended=suspended,
     )
     return RunOutcome(run_id, created, overdue, suspended)
+
+
+async def sweep_overdue(
+    session: AsyncSession, settings: BillingSettings, cutoff: datetime
+) -> tuple[int, int]:
+    """Open invoices past `due_at` + grace at `cutoff` turn overdue, and their accounts are
+    suspended (`account.suspended`). Idempotent: a second sweep finds nothing to change."""
+    params = {"cutoff": cutoff, "grace_days": settings.grace_days}
+    overdue = await _count(session, _OVERDUE, params)
+    suspended = await _count(session, _SUSPEND, params)
+    if overdue or suspended:
+        log.info("overdue sweep", invoices_overdue=overdue, accounts_suspended=suspended)
+    return overdue, suspended
 
 
 _FINISHED = """

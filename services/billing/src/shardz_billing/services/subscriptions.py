@@ -1,13 +1,14 @@
 """Subscriptions follow resources: opened when one appears, closed (pro rata) when it goes or
 changes plan. Every function is idempotent, so a redelivered or reconciled fact changes
-nothing twice."""
+nothing twice, and takes the resource's lock first, so an event and the reconciliation that
+race over one resource apply it once."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +18,15 @@ from shardz_common.events import SubscriptionCancelled, SubscriptionCreated
 from shardz_common.plans import get_plan
 
 STORAGE_DEFAULT_PLAN = "storage-free"
+
+
+async def lock_resource(session: AsyncSession, resource_type: str, resource_id: str) -> None:
+    """Serialise every change to one resource's subscriptions until the transaction ends
+    (a resource that has no row yet has nothing else to lock)."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+        {"k": f"billing-subscription:{resource_type}:{resource_id}"},
+    )
 
 
 async def ensure_account(
@@ -48,6 +58,7 @@ async def open_subscription(
     if plan is None:
         raise ValueError(f"unknown {resource_type} plan {plan_id!r}")
     await ensure_account(session, user_id)
+    await lock_resource(session, resource_type, resource_id)
     if only_if_new_resource:
         known = await session.execute(
             select(Subscription.id)
@@ -101,6 +112,7 @@ async def cancel_subscription(
     session: AsyncSession, resource_type: str, resource_id: str, at: datetime
 ) -> Subscription | None:
     """Close the resource's active subscription at `at` (never before it began)."""
+    await lock_resource(session, resource_type, resource_id)
     stopped_at = func.greatest(at, Subscription.started_at)
     row = (
         await session.execute(
@@ -154,8 +166,10 @@ async def change_plan(
     resource_id: str,
     plan_id: str,
     at: datetime,
-) -> None:
-    """Close the old subscription pro rata at `at` and open one on the new plan from `at`."""
+) -> bool:
+    """Close the old subscription pro rata at `at` and open one on the new plan from `at`;
+    False when that is already so (or a later change is already applied)."""
+    await lock_resource(session, resource_type, resource_id)
     current = (
         await session.execute(
             select(Subscription)
@@ -169,11 +183,11 @@ async def change_plan(
     ).scalar_one_or_none()
     if current is not None:
         if current.plan == plan_id:
-            return
+            return False
         if current.started_at >= at:  # an older change arriving late
-            return
+            return False
         await cancel_subscription(session, resource_type, resource_id, at)
-    await open_subscription(
+    opened = await open_subscription(
         session,
         user_id=user_id,
         resource_type=resource_type,
@@ -181,6 +195,7 @@ async def change_plan(
         plan_id=plan_id,
         started_at=at,
     )
+    return opened is not None
 
 
 async def cancel_all_for(session: AsyncSession, user_id: uuid.UUID, at: datetime) -> None:

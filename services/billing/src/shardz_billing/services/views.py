@@ -60,21 +60,23 @@ async def invoices(
             )
         ).scalars()
     )
-    lines: dict[uuid.UUID, list[InvoiceLineOut]] = defaultdict(list)
+    # one invoice per user and run: a line of one of the user's subscriptions belongs to
+    # the invoice of its run
+    lines: dict[int, list[InvoiceLineOut]] = defaultdict(list)
     if found:
         rows = await session.execute(
             select(InvoiceLine)
             .where(
-                # through the primary key: lines have no index on invoice_id
+                # through the primary key: lines have no index on their run
                 InvoiceLine.subscription_id.in_(
                     select(Subscription.id).where(Subscription.user_id == user_id)
                 ),
-                InvoiceLine.invoice_id.in_([i.id for i in found]),
+                InvoiceLine.run_id.in_([i.run_id for i in found]),
             )
             .order_by(InvoiceLine.period_start, InvoiceLine.subscription_id)
         )
         for line in rows.scalars():
-            lines[line.invoice_id].append(
+            lines[line.run_id].append(
                 InvoiceLineOut(
                     subscription_id=line.subscription_id,
                     description=line.description,
@@ -94,7 +96,7 @@ async def invoices(
             issued_at=i.issued_at,
             due_at=i.due_at,
             paid_at=i.paid_at,
-            lines=lines[i.id],
+            lines=lines[i.run_id],
         )
         for i in found
     ]

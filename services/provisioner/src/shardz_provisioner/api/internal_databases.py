@@ -26,6 +26,8 @@ class DatabaseRecord(BaseModel):
     created_at: datetime
     # when it stopped existing for its owner (marked for deletion), if it did
     deleted_at: datetime | None
+    # when `plan` took effect: its creation, or the last plan change
+    plan_since: datetime
 
 
 class DatabaseRecords(BaseModel):
@@ -56,6 +58,7 @@ async def list_all_databases(
             status=db.status,
             created_at=db.created_at,
             deleted_at=db.updated_at if db.status == "deleting" else db.deleted_at,
+            plan_since=db.plan_changed_at or db.created_at,
         )
         for db in rows
     ]

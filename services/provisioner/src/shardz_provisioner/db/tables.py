@@ -96,6 +96,9 @@ class Database(Base):
     created_at: Mapped[datetime] = _ts()
     updated_at: Mapped[datetime] = _ts()
     deleted_at: Mapped[datetime | None] = _ts(nullable=True)
+    # when the current plan took effect (None: since creation); billing's reconciliation
+    # switches a subscription from this moment when it missed the `db.plan_changed` event
+    plan_changed_at: Mapped[datetime | None] = _ts(nullable=True)
     __table_args__ = (
         Index(
             "uq_databases_user_label",

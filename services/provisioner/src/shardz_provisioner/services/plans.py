@@ -61,6 +61,7 @@ async def change_plan(
     previous = db.plan
     now = datetime.now(UTC)
     db.plan = plan.id
+    db.plan_changed_at = now
     db.updated_at = now
     emit(
         session,

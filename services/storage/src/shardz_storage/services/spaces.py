@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shardz_common.errors import AccountSuspended, Conflict, Unauthenticated, ValidationFailed
+from shardz_common.events import StoragePlanChanged
 from shardz_common.plans import get_plan
 from shardz_storage.config import StorageSettings
+from shardz_storage.services.events import emit
 
 DEFAULT_PLAN = "storage-free"
 
@@ -84,6 +86,17 @@ async def change_plan(
         ),
         {"u": user_id, "plan": plan_id, "quota": quota},
     )
+    if space["plan"] != plan_id:  # billing closes the old subscription and opens the new
+        emit(
+            session,
+            StoragePlanChanged(
+                user_id=user_id,
+                plan=plan_id,
+                previous_plan=space["plan"],
+                changed_at=datetime.now(UTC),
+            ),
+            user_id,
+        )
     return {**space, "plan": plan_id, "quota_bytes": quota}
 
 
