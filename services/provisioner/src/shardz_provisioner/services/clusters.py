@@ -158,6 +158,28 @@ class ClusterRegistry:
         else:
             self._down_until.pop(name, None)
 
+    async def dsn(self, name: str) -> str:
+        """The cluster's admin DSN (for the client tools of a move); never shown."""
+        if name not in self._dsns:
+            await self.refresh()
+        dsn = self._dsns.get(name)
+        if dsn is None:
+            raise ClusterUnavailable("the database server is unavailable")
+        return dsn
+
+    @asynccontextmanager
+    async def admin_in(self, name: str, dbname: str) -> AsyncIterator[AsyncConnection]:
+        """An admin connection inside one tenant database (unpooled: moves only)."""
+        dsn = await self.dsn(name)
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                dsn, dbname=dbname, autocommit=True, options=ADMIN_OPTIONS, connect_timeout=5
+            )
+        except psycopg.OperationalError as exc:
+            raise ClusterUnavailable("the database server is unavailable") from exc
+        async with conn:
+            yield conn
+
     async def close(self) -> None:
         for pool in self._pools.values():
             await pool.close(timeout=2)
