@@ -25,7 +25,8 @@ class RoleCopy:
 async def read_role(conn: AsyncConnection, role: str) -> RoleCopy:
     """The role's stored SCRAM verifier (pg_authid: superuser only), limit and defaults."""
     cur = await conn.execute(
-        "SELECT rolpassword, rolconnlimit, rolconfig FROM pg_catalog.pg_authid WHERE rolname = %s",
+        "SELECT a.rolpassword, a.rolconnlimit, r.rolconfig FROM pg_catalog.pg_authid a"
+        " JOIN pg_catalog.pg_roles r ON r.oid = a.oid WHERE a.rolname = %s",
         (role,),
     )
     row = await cur.fetchone()
