@@ -15,6 +15,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 log = structlog.get_logger(__name__)
 STDERR_KEPT = 4000
+NOT_DUMPED = ["--no-publications", "--no-subscriptions"]
 
 
 class ToolFailed(Exception):
@@ -78,7 +79,9 @@ async def copy(
     role (`--role`): a tenant's functions met on the way (a CHECK constraint, an index
     expression) run with its rights, never a superuser's. One transaction: a failed restore
     leaves an empty database."""
-    dump = [str(tools / "pg_dump"), "-Fc", "-Z0", *source.args()]
+    # publications are the move's own (a tenant has no use for one: it cannot replicate);
+    # no compression: the pipe is local, and zlib would be the slowest part
+    dump = [str(tools / "pg_dump"), "-Fc", "-Z0", *NOT_DUMPED, *source.args()]
     restore = [
         str(tools / "pg_restore"),
         "--no-owner",
@@ -129,6 +132,7 @@ async def schema_fingerprint(tools: Path, source: Endpoint) -> str:
     proc = await asyncio.create_subprocess_exec(
         str(tools / "pg_dump"),
         "--schema-only",
+        *NOT_DUMPED,
         *source.args(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
