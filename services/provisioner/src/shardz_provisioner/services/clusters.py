@@ -172,8 +172,13 @@ class ClusterRegistry:
         """An admin connection inside one tenant database (unpooled: moves only)."""
         dsn = await self.dsn(name)
         try:
+            # a frozen database is read-only for every new session: not for ours
             conn = await psycopg.AsyncConnection.connect(
-                dsn, dbname=dbname, autocommit=True, options=ADMIN_OPTIONS, connect_timeout=5
+                dsn,
+                dbname=dbname,
+                autocommit=True,
+                options=ADMIN_OPTIONS + " -c default_transaction_read_only=off",
+                connect_timeout=5,
             )
         except psycopg.OperationalError as exc:
             raise ClusterUnavailable("the database server is unavailable") from exc

@@ -145,25 +145,31 @@ async def create_subscription(
             .format(sql.Identifier(name), sql.Literal(source_conninfo), sql.Identifier(name))
         )  # fmt: skip
     await conn.execute(sql.SQL("ALTER SUBSCRIPTION {} OWNER TO {}").format(role, role))
-    await conn.execute(sql.SQL("ALTER ROLE {} WITH " + ROLE_FLAGS + " INHERIT").format(role))
+    # LOGIN: the apply worker starts a session as its owner; without a password, nobody can
+    # log in as it from outside (SCRAM only)
+    await conn.execute(
+        sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD NULL " + ROLE_FLAGS + " INHERIT").format(role)
+    )
     await conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(tenant_role), role))
     await conn.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(name)))
 
 
-async def sync_state(conn: AsyncConnection, name: str) -> tuple[int, int]:
-    """(tables not yet copied, replication errors so far) of the subscription."""
+async def sync_state(conn: AsyncConnection, name: str) -> tuple[int, int, bool]:
+    """(tables not yet copied, replication errors so far, whether its worker runs)."""
     cur = await conn.execute(
         "SELECT"
         " (SELECT count(*) FROM pg_catalog.pg_subscription_rel r"
         "  JOIN pg_catalog.pg_subscription s ON s.oid = r.srsubid"
         "  WHERE s.subname = %s AND r.srsubstate <> 'r'),"
         " (SELECT coalesce(sum(apply_error_count + sync_error_count), 0)"
-        "  FROM pg_catalog.pg_stat_subscription_stats WHERE subname = %s)",
-        (name, name),
+        "  FROM pg_catalog.pg_stat_subscription_stats WHERE subname = %s),"
+        " EXISTS (SELECT 1 FROM pg_catalog.pg_stat_subscription"
+        "  WHERE subname = %s AND pid IS NOT NULL)",
+        (name, name, name),
     )
     row = await cur.fetchone()
     assert row is not None
-    return int(row[0]), int(row[1])
+    return int(row[0]), int(row[1]), bool(row[2])
 
 
 async def current_lsn(conn: AsyncConnection) -> str:

@@ -37,6 +37,7 @@ from shardz_provisioner.services.pgtools import Endpoint
 
 log = structlog.get_logger(__name__)
 CATCH_UP_SECONDS = 30.0
+WORKER_START_SECONDS = 30.0  # it retries every 5 s (wal_retrieve_retry_interval)
 
 
 class MoveRefused(Exception):
@@ -163,14 +164,19 @@ class Mover:
             await move_ddl.create_subscription(conn, snap.name, conninfo, snap.role)
         await self.note(snap.move_id, step="copying rows (logical replication)")
         deadline = time.monotonic() + self.settings.move_sync_timeout_seconds
+        last_seen = time.monotonic()
         async with self.registry.admin_in(snap.dst, snap.db) as conn:
             while True:
-                pending, errors = await move_ddl.sync_state(conn, snap.name)
+                pending, errors, running = await move_ddl.sync_state(conn, snap.name)
                 if errors:
                     raise pgtools.ToolFailed("logical replication reported errors")
-                if not pending:
+                if not pending and running:
                     break
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                last_seen = now if running else last_seen
+                if now - last_seen > WORKER_START_SECONDS:
+                    raise pgtools.ToolFailed("the logical replication worker does not start")
+                if now > deadline:
                     raise TimeoutError
                 await asyncio.sleep(0.2)
         await self._freeze(snap, "catching up (writes frozen)")
