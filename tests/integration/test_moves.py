@@ -224,6 +224,12 @@ async def test_draining_with_move_empties_the_cluster(gateway, stack) -> None:
             assert resp.status_code == 202, resp.text
         for d in dbs:
             await wait_moved(gateway, token, d["id"], five.port)
+    for d in dbs:  # their copies on local-1 are dropped after the grace period (3 s here)
+
+        async def dropped(d: dict = d) -> bool:
+            return await on_cluster(home.admin_dsn, d) == (False, False)
+
+        await wait_for(dropped, timeout=60)
     # local-5 drained with ?move=true: all of its databases go back to an active cluster
     drained = await gateway.post(
         f"/v1/clusters/{five.name}/drain", params={"move": "true"}, headers=bearer(admin)

@@ -120,11 +120,11 @@ async def drain(
             c for c in candidates
             if loads[c][0] < loads[c][1] and not await _source_awaiting_drop(session, db.id, c)
         ]  # fmt: skip
-        if not targets:
-            break
-        target = min(targets, key=lambda c: (loads[c][0] / loads[c][1], c))
-        if db.pending_password is not None:
+        # none (all full, or its old copy there still in its grace period): it stays, and
+        # a later drain?move=true takes it
+        if not targets or db.pending_password is not None:
             continue
+        target = min(targets, key=lambda c: (loads[c][0] / loads[c][1], c))
         _queue(session, db, target)
         loads[target] = (loads[target][0] + 1, loads[target][1])
         queued += 1
