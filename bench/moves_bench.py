@@ -34,7 +34,7 @@ LOGICAL = {"wal_level": "logical", "max_wal_size": "8GB"}
 def bench_config():  # type: ignore[no-untyped-def]
     from auth_bench import bench_stack_config
 
-    base = bench_stack_config(slot=11, name="bench-moves")
+    base = bench_stack_config(slot=8, name="bench-moves")
     return dataclasses.replace(
         base,
         services=("identity", "provisioner"),
@@ -168,7 +168,7 @@ def run() -> list[Row]:
         print(f"move (logical, {SMALL_MB} MB): freeze {small_freeze:.2f} s", flush=True)
     finally:
         stack.stop()
-    gb = f"{size / 1e9:.1f} GB"
+    gb = f"{size / 1e6:.0f} MB"
     rows = [
         Row(f"move {gb}, pg_dump path (s)", dump_took, floor, "s", "<= 1.2x by hand", False),
         Row(f"move {gb}, logical (s)", logical_took, floor, "s", "<= 1.2x by hand", False),
