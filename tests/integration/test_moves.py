@@ -260,3 +260,52 @@ async def test_draining_with_move_empties_the_cluster(gateway, stack) -> None:
         return row == (0,)
 
     await wait_for(emptied, timeout=60)
+
+
+async def test_a_tenants_function_met_during_the_copy_never_runs_as_a_superuser(
+    gateway, stack
+) -> None:
+    """The attack: a CHECK constraint calls a function that makes the tenant a superuser
+    whenever it finds itself running as one. Restoring rows as a superuser (pg_restore, or a
+    superuser-owned subscription) would run it so; the move runs it with the tenant's rights."""
+    five, six = await move_clusters(gateway, stack)
+    admin = await admin_token(gateway, stack.env)
+    user = await signup(gateway)
+    token = user["access_token"]
+    db = await create_db(gateway, token)
+    home = stack.tenant_clusters[0]
+    role = db["username"]
+    async with await psycopg.AsyncConnection.connect(db["uri"], autocommit=True) as conn:
+        await conn.execute(
+            "CREATE FUNCTION public.grab() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN"
+            " IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN"
+            f" ALTER ROLE {role} SUPERUSER; END IF; RETURN true; END $$"
+        )
+        await conn.execute(
+            "CREATE TABLE items (id bigserial PRIMARY KEY, label text NOT NULL,"
+            " CHECK (public.grab()))"
+        )
+        await conn.execute("INSERT INTO items (label) SELECT 'x' FROM generate_series(1, 100)")
+
+    async def superuser(dsn: str) -> bool:
+        async with await psycopg.AsyncConnection.connect(dsn) as conn:
+            row = await (
+                await conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (role,))
+            ).fetchone()
+        return bool(row and row[0])
+
+    for target, mode in ((five, "dump"), (six, "logical")):
+        async with active(gateway, admin, target.name):
+            resp = await gateway.post(
+                f"/v1/databases/{db['id']}/move",
+                json={"cluster": target.name},
+                headers=bearer(admin),
+            )
+            assert resp.status_code == 202, resp.text
+            await wait_moved(gateway, token, db["id"], target.port)
+        assert (await moves_of(gateway, admin, db["id"]))[0]["mode"] == mode
+        assert not await superuser(target.admin_dsn)
+        uri = with_port(db["uri"], home.port, target.port)
+        async with await psycopg.AsyncConnection.connect(uri) as conn:
+            count = await (await conn.execute("SELECT count(*) FROM items")).fetchone()
+        assert count == (100,)
