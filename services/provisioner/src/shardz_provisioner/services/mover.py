@@ -239,7 +239,12 @@ class Mover:
 
     async def _cut_over(self, snap: Snap) -> None:
         size_state, login = await self._state(snap)
+        # again, under the freeze (no ALTER ROLE gets through it): the tenant may have set
+        # another password of its own since the copy started
+        async with self.registry.admin(snap.src) as conn:
+            role = await move_ddl.read_role(conn, snap.role)
         async with self.registry.admin(snap.dst) as conn:
+            await move_ddl.write_role(conn, snap.role, role)
             if size_state is not None:
                 await ddl.set_read_only(conn, snap.db, snap.role, True)
             await ddl.set_login(conn, snap.role, login)
