@@ -154,6 +154,8 @@ class StackConfig:
                 "PROVISIONER_SIZE_CHECK_INTERVAL_SECONDS": "2",
                 "PROVISIONER_IDLE_TRANSACTION_CEILING_SECONDS": "15",
                 "PROVISIONER_STATEMENT_CEILING_SECONDS": "15",
+                # a moved database's source copy is dropped after seconds, not a day
+                "PROVISIONER_MOVE_GRACE_SECONDS": "3",
                 # several stacks (and their extra processes) share one PostgreSQL whose
                 # max_connections is often Debian's 100: smaller pools per process
                 **{f"{s.upper()}_DB_POOL_SIZE": "3" for s in KNOWN_SERVICES},

@@ -11,6 +11,7 @@ import getpass
 import os
 import secrets
 import subprocess
+import time
 from pathlib import Path
 
 import psycopg
@@ -44,13 +45,24 @@ def _as_postgres_user(argv: list[str]) -> list[str]:
     return ["sudo", "-n", "-u", "postgres", "--", *argv]
 
 
-def _can_login(dsn: str) -> bool:
-    try:
-        with psycopg.connect(dsn, connect_timeout=5) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.OperationalError:
-        return False
-    return True
+FULL = ("remaining connection slots are reserved", "too many clients")
+
+
+def _can_login(dsn: str, attempts: int = 30) -> bool:
+    """Whether the DSN logs in. A server that is only full (every slot taken, e.g. by other
+    test stacks) is waited for, never taken for a wrong password: recreating the role would
+    change its password under every stack that runs now."""
+    for _ in range(attempts):
+        try:
+            with psycopg.connect(dsn, connect_timeout=5) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.OperationalError as exc:
+            if any(marker in str(exc) for marker in FULL):
+                time.sleep(2)
+                continue
+            return False
+        return True
+    raise RuntimeError("the control-plane PostgreSQL has no free connection slot; try later")
 
 
 def create_role(password: str, port: int, socket_dir: str | None = None) -> None:

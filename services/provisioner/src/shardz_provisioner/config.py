@@ -39,3 +39,15 @@ class ProvisionerSettings(ServiceSettings):
     admin_pool_size: int = 10
     # connections the terminal gateway's login role may hold on one database
     terminal_connection_limit: int = 10
+    # moves between clusters (services/moves.py): the source copy is kept this long after
+    # the switch, read-only and without logins, then dropped
+    move_grace_seconds: float = 86400.0
+    # concurrent moves touching one cluster (as source or target), across all processes
+    moves_per_cluster: int = 2
+    # a running move whose mover has not reported for this long is rolled back
+    move_stale_seconds: float = 60.0
+    move_poll_seconds: float = 1.0
+    # the initial logical-replication copy may take this long before the move gives up
+    move_sync_timeout_seconds: float = 6 * 3600.0
+    # pg_dump/pg_restore of PostgreSQL <major> live in <this>/<major>/bin (Debian's layout)
+    pg_bin_root: str = "/usr/lib/postgresql"

@@ -4,9 +4,10 @@ from cryptography.fernet import Fernet
 from fastapi import FastAPI
 
 from shardz_common.app import create_service_app
-from shardz_provisioner.api import clusters, databases, internal, internal_databases
+from shardz_provisioner.api import clusters, databases, internal, internal_databases, moves
 from shardz_provisioner.config import ProvisionerSettings
 from shardz_provisioner.services.clusters import ClusterRegistry
+from shardz_provisioner.services.moves import MoveRunner
 
 
 def create_app(settings: ProvisionerSettings | None = None) -> FastAPI:
@@ -19,14 +20,23 @@ def create_app(settings: ProvisionerSettings | None = None) -> FastAPI:
         async with app.state.sessionmaker() as s, s.begin():
             await registry.register_from_settings(s, settings.tenant_clusters)
             await registry.load(s)
+        # moves asked for here start here; the worker picks up the rest (services/moves.py)
+        app.state.moves = MoveRunner(app.state.sessionmaker, registry, settings)
 
     async def shutdown(app: FastAPI) -> None:
+        await app.state.moves.close()
         await app.state.registry.close()
 
     return create_service_app(
         settings,
         title="SmallShardz provisioner",
-        routers=[databases.router, clusters.router, internal.router, internal_databases.router],
+        routers=[
+            databases.router,
+            moves.router,
+            clusters.router,
+            internal.router,
+            internal_databases.router,
+        ],
         on_startup=startup,
         on_shutdown=shutdown,
     )

@@ -9,11 +9,13 @@ from shardz_provisioner.db.tables import inbox, job_runs, outbox
 from shardz_provisioner.events.handlers import consumers
 from shardz_provisioner.services import lifecycle, reconciler, sizes
 from shardz_provisioner.services.clusters import ClusterRegistry
+from shardz_provisioner.services.moves import MoveRunner
 
 
 def spec(settings: ProvisionerSettings | None = None) -> WorkerSpec:
     settings = settings or ProvisionerSettings()
     registry = ClusterRegistry(Fernet(settings.fernet_key()), settings.admin_pool_size)
+    runners: list[MoveRunner] = []
 
     async def start(sessions: async_sessionmaker[AsyncSession]) -> None:
         """Clusters are known before the first event is handled."""
@@ -21,6 +23,7 @@ def spec(settings: ProvisionerSettings | None = None) -> WorkerSpec:
         async with sessions() as s, s.begin():
             await registry.register_from_settings(s, settings.tenant_clusters)
         await registry.refresh()
+        runners.append(MoveRunner(sessions, registry, settings))
 
     # The registry learns of new or changed clusters by itself (on a miss or a failed
     # connection); find_orphans and meter reload them too.
@@ -48,6 +51,15 @@ def spec(settings: ProvisionerSettings | None = None) -> WorkerSpec:
             settings.statement_ceiling_seconds,
         )
 
+    async def moves(sessions: async_sessionmaker[AsyncSession]) -> None:
+        """Start queued moves (drains), roll back dead ones, drop sources past their grace."""
+        await runners[0].reconcile()
+
+    async def shutdown() -> None:
+        for runner in runners:
+            await runner.close()
+        await registry.close()
+
     async def meter(sessions: async_sessionmaker[AsyncSession]) -> None:
         await reconciler.meter(sessions, registry)
 
@@ -57,11 +69,12 @@ def spec(settings: ProvisionerSettings | None = None) -> WorkerSpec:
         inbox=inbox,
         consumers=consumers(registry),
         on_start=start,
-        on_shutdown=registry.close,
+        on_shutdown=shutdown,
         jobs=[
             Periodic("reconcile", settings.reconcile_interval_seconds, reconcile),
             Periodic("finish-deletions", settings.deletion_poll_seconds, delete),
             Periodic("apply-access", settings.access_poll_seconds, apply_access),
+            Periodic("moves", settings.move_poll_seconds, moves),
             Periodic(
                 "enforce-sizes", settings.size_check_interval_seconds, enforce_sizes, singleton=True
             ),

@@ -61,6 +61,18 @@ class DatabaseDeleted(Event):
 
 
 @register
+class DatabaseMoved(Event):
+    """A database now lives on another tenant cluster (POST /v1/databases/{id}/move): its
+    host and port changed, its credentials did not."""
+
+    event_type = "db.moved"
+    database_id: UUID
+    user_id: UUID
+    from_cluster: str
+    to_cluster: str
+
+
+@register
 class DatabasePlanChanged(Event):
     """A database moved to another plan (PATCH /v1/databases/{id}); its new limits apply."""
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from shardz_common.auth import AdminUser
 from shardz_common.db import SessionDep
 from shardz_common.errors import NotFound
 from shardz_provisioner.db.tables import Cluster
-from shardz_provisioner.deps import RegistryDep, SessionsDep
-from shardz_provisioner.domain.models import ClusterIn, ClusterList, ClusterOut, Orphans
+from shardz_provisioner.deps import RegistryDep, SessionsDep, SettingsDep
+from shardz_provisioner.domain.models import (
+    ClusterDrained,
+    ClusterIn,
+    ClusterList,
+    ClusterOut,
+    Orphans,
+)
+from shardz_provisioner.services import moves
 from shardz_provisioner.services.clusters import cluster_loads
 from shardz_provisioner.services.reconciler import find_orphans
 
@@ -62,12 +69,24 @@ async def _set_status(
     return await _one(session, registry, name)
 
 
-@router.post("/{name}/drain", response_model=ClusterOut)
+@router.post("/{name}/drain", response_model=ClusterDrained)
 async def drain(
-    name: str, session: SessionDep, registry: RegistryDep, admin: AdminUser
-) -> ClusterOut:
-    """A draining cluster keeps its databases but receives no new ones."""
-    return await _set_status(session, registry, name, "draining")
+    name: str,
+    session: SessionDep,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    admin: AdminUser,
+    request: Request,
+    move: bool = False,
+) -> ClusterDrained:
+    """A draining cluster keeps its databases but receives no new ones; with `?move=true`
+    each of them is also moved to another cluster, `moves_per_cluster` (2) at a time."""
+    out = await _set_status(session, registry, name, "draining")
+    queued = await moves.drain(session, registry, settings, name) if move else 0
+    await session.commit()
+    if queued:
+        await request.app.state.moves.kick()
+    return ClusterDrained(**out.model_dump(), moves_queued=queued)
 
 
 @router.post("/{name}/activate", response_model=ClusterOut)

@@ -77,7 +77,8 @@ class Database(Base):
     name: Mapped[str] = mapped_column(String(63), nullable=False)
     engine: Mapped[str] = mapped_column(String(20), nullable=False, server_default="postgres")
     plan: Mapped[str] = mapped_column(String(40), nullable=False, server_default="free")
-    # provisioning -> ready <-> suspended; ready|suspended -> deleting -> deleted
+    # provisioning -> ready <-> suspended; ready|suspended -> deleting -> deleted;
+    # ready|suspended -> moving -> the status it had (services/moves.py)
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     cluster: Mapped[str | None] = mapped_column(ForeignKey("clusters.name"))
     db_name: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
@@ -126,6 +127,45 @@ class UsageSample(Base):
     connections: Mapped[int] = mapped_column(Integer, nullable=False)
     measured_at: Mapped[datetime] = _ts()
     __table_args__ = (Index("ix_usage_samples_db_at", "database_id", "measured_at"),)
+
+
+class Move(Base):
+    """A database's move to another cluster (services/moves.py): queued -> running ->
+    switched (the record points at the target; the source copy waits out its grace period)
+    -> done; or running -> failed/rolled_back, the database back as it was on the source."""
+
+    __tablename__ = "moves"
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    database_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("databases.id"), nullable=False)
+    from_cluster: Mapped[str] = mapped_column(ForeignKey("clusters.name"), nullable=False)
+    to_cluster: Mapped[str] = mapped_column(ForeignKey("clusters.name"), nullable=False)
+    state: Mapped[str] = mapped_column(String(20), nullable=False)
+    prior_status: Mapped[str] = mapped_column(String(20), nullable=False)
+    mode: Mapped[str | None] = mapped_column(String(20))  # "dump" or "logical"
+    step: Mapped[str | None] = mapped_column(String(40))
+    error: Mapped[str | None] = mapped_column(String(500))
+    freeze_started_at: Mapped[datetime | None] = _ts(nullable=True)
+    freeze_ended_at: Mapped[datetime | None] = _ts(nullable=True)
+    # the mover's pulse: a running move whose pulse stopped belongs to a dead process
+    heartbeat_at: Mapped[datetime | None] = _ts(nullable=True)
+    drop_after: Mapped[datetime | None] = _ts(nullable=True)
+    created_at: Mapped[datetime] = _ts()
+    updated_at: Mapped[datetime] = _ts()
+    __table_args__ = (
+        Index("ix_moves_database", "database_id", "created_at"),
+        Index(
+            "uq_moves_one_active",
+            "database_id",
+            unique=True,
+            postgresql_where=text("state IN ('queued', 'running')"),
+        ),
+        Index(
+            "ix_moves_open",
+            "state",
+            "created_at",
+            postgresql_where=text("state IN ('queued', 'running', 'switched')"),
+        ),
+    )
 
 
 outbox = outbox_table(metadata)

@@ -77,6 +77,11 @@ class ClusterOut(BaseModel):
     used_bytes: int | None = None
 
 
+class ClusterDrained(ClusterOut):
+    # with ?move=true: the moves queued off the cluster (GET /v1/databases/{id}/moves)
+    moves_queued: int = 0
+
+
 class ClusterList(BaseModel):
     items: list[ClusterOut]
 
@@ -101,3 +106,29 @@ class Orphans(BaseModel):
     cluster: str
     roles: list[str]
     databases: list[str]
+
+
+class MoveIn(BaseModel):
+    cluster: str = Field(min_length=1, max_length=63)
+
+
+class MoveOut(BaseModel):
+    """A move as administrators see it: `mode` is `dump` (writes frozen for the whole copy)
+    or `logical` (frozen only while the last changes arrive); `freeze_seconds` once done."""
+
+    id: UUID
+    database_id: UUID
+    from_cluster: str
+    to_cluster: str
+    state: Literal["queued", "running", "switched", "done", "failed"]
+    mode: str | None
+    step: str | None
+    error: str | None
+    writes_frozen: bool
+    freeze_seconds: float | None
+    created_at: datetime
+    drop_after: datetime | None
+
+
+class MoveList(BaseModel):
+    items: list[MoveOut]

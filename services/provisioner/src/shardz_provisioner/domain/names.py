@@ -13,6 +13,8 @@ DB_PREFIX = "shz_d_"
 ROLE_PREFIX = "shz_u_"
 # The platform-owned login role of each database, used by the terminal gateway only.
 TERMINAL_ROLE_PREFIX = "shz_t_"
+# A move's publication, subscription, replication slot and apply role share one name.
+MOVE_PREFIX = "shz_m_"
 SCRAM_ITERATIONS = 4096
 
 
@@ -33,6 +35,10 @@ def terminal_password(secret_key: bytes, database_id: uuid.UUID) -> str:
     tenant does (it cannot alter this role) changes it."""
     digest = hmac.new(secret_key, b"terminal-login:" + database_id.bytes, hashlib.sha256)
     return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
+
+
+def move_name(move_id: uuid.UUID) -> str:
+    return f"{MOVE_PREFIX}{move_id.hex}"
 
 
 def new_password() -> str:

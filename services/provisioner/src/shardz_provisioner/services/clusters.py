@@ -159,6 +159,33 @@ class ClusterRegistry:
         else:
             self._down_until.pop(name, None)
 
+    async def dsn(self, name: str) -> str:
+        """The cluster's admin DSN (for the client tools of a move); never shown."""
+        if name not in self._dsns:
+            await self.refresh()
+        dsn = self._dsns.get(name)
+        if dsn is None:
+            raise ClusterUnavailable("the database server is unavailable")
+        return dsn
+
+    @asynccontextmanager
+    async def admin_in(self, name: str, dbname: str) -> AsyncIterator[AsyncConnection]:
+        """An admin connection inside one tenant database (unpooled: moves only)."""
+        dsn = await self.dsn(name)
+        try:
+            # a frozen database is read-only for every new session: not for ours
+            conn = await psycopg.AsyncConnection.connect(
+                dsn,
+                dbname=dbname,
+                autocommit=True,
+                options=ADMIN_OPTIONS + " -c default_transaction_read_only=off",
+                connect_timeout=5,
+            )
+        except psycopg.OperationalError as exc:
+            raise ClusterUnavailable("the database server is unavailable") from exc
+        async with conn:
+            yield conn
+
     async def close(self) -> None:
         for pool in self._pools.values():
             await pool.close(timeout=2)

@@ -117,6 +117,8 @@ async def delete(session: AsyncSession, user: Principal, database_id: uuid.UUID)
     db = await get_owned(session, user, database_id, for_update=True)
     if db.status == "provisioning":
         raise Conflict("the database is still being created")
+    if db.status == "moving":  # the move ends within its freeze; delete it after
+        raise Conflict("the database is being moved to another server; try again after")
     if db.status != "deleting":
         _mark_deleting(session, db)
 
@@ -153,7 +155,7 @@ async def set_suspended(
         return
     await session.execute(
         update(Database)
-        .where(Database.user_id == user_id, Database.status.in_(("ready", "suspended")))
+        .where(Database.user_id == user_id, Database.status.in_(("ready", "suspended", "moving")))
         .values(access_pending=True)
     )
 
@@ -178,6 +180,8 @@ async def apply_access(
             )
         ).all()
         for db, account_status in rows:
+            if db.status == "moving":
+                continue  # applied once the move ends, on whichever cluster then holds it
             if db.status not in ("ready", "suspended"):
                 db.access_pending = False  # deleted or deleting meanwhile: nothing to apply
                 continue

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shardz_common.events import DatabaseUsageReported
-from shardz_provisioner.db.tables import Cluster, Database, UsageSample
+from shardz_provisioner.db.tables import Cluster, Database, Move, UsageSample
 from shardz_provisioner.domain import names
 from shardz_provisioner.domain.models import Orphans
 from shardz_provisioner.services import ddl
@@ -123,10 +123,26 @@ async def find_orphans(
     """Roles and databases with our generated prefix that no live record owns."""
     async with sessions() as s:
         clusters = await registry.load(s)
-        known = (
+        known = list(
+            (
+                await s.execute(
+                    select(
+                        Database.id, Database.cluster, Database.db_name, Database.role_name
+                    ).where(Database.status != "deleted")
+                )
+            ).all()
+        )
+        # a move in flight owns the copy on its other cluster (the target before the
+        # switch, the source until its grace period ends)
+        known += (
             await s.execute(
-                select(Database.id, Database.cluster, Database.db_name, Database.role_name).where(
-                    Database.status != "deleted"
+                select(Database.id, Move.to_cluster, Database.db_name, Database.role_name)
+                .join(Move, Move.database_id == Database.id)
+                .where(Move.state.in_(("queued", "running")))
+                .union_all(
+                    select(Database.id, Move.from_cluster, Database.db_name, Database.role_name)
+                    .join(Move, Move.database_id == Database.id)
+                    .where(Move.state == "switched")
                 )
             )
         ).all()
