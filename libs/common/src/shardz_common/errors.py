@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from shardz_common.context import request_id_var
 
@@ -144,11 +145,26 @@ async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _on_http(_: Request, exc: Exception) -> JSONResponse:
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code, title = _STATUS_CODES.get(exc.status_code, ("error", "Error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
-    return problem(exc.status_code, code, title, detail, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        detail = f"{request.method} is not allowed here"
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return problem(exc.status_code, code, title, detail, headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method of the path: Starlette's 405 names only the first route that matched it
+    (a path served by several routes, e.g. GET and PUT of one key, lists them all here)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
 
 
 async def _on_db_down(_: Request, exc: Exception) -> JSONResponse:
