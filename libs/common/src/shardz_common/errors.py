@@ -178,6 +178,20 @@ async def _on_db_down(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_db_error(request: Request, exc: Exception) -> JSONResponse:
+    # PostgreSQL text cannot hold NUL; psycopg refuses such a value before sending it, so the
+    # only source is the request (a field no model pattern guards yet): bad input, not a 500.
+    if "cannot contain NUL" in str(getattr(exc, "orig", exc)):
+        return problem(
+            422,
+            "validation_error",
+            "Validation Error",
+            "text values must not contain NUL characters",
+            errors=[{"loc": ["request"], "msg": "contains a NUL character", "type": "value_error"}],
+        )
+    return await _on_unexpected(request, exc)
+
+
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return problem(500, "internal_error", "Internal Server Error", "an unexpected error occurred")
@@ -190,5 +204,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, _on_db_down)
     app.add_exception_handler(psycopg.OperationalError, _on_db_down)  # incl. pool timeouts
     app.add_exception_handler(ConnectionError, _on_db_down)
-    app.add_exception_handler(DBAPIError, _on_unexpected)
+    app.add_exception_handler(DBAPIError, _on_db_error)
+    app.add_exception_handler(psycopg.DataError, _on_db_error)
     # Anything else is answered by RequestIdMiddleware (it still knows the request id).

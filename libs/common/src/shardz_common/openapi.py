@@ -7,8 +7,9 @@ to every operation, the problem answers it can really give:
 - 401 and 403 where a route needs a credential (`current_user` declares the bearer security
   scheme, so clients and fuzzers know which routes refuse an anonymous caller);
 - 404 where the path names a resource (someone else's answers 404 too, CONTRACT section 2);
-- 422 where anything is parsed from the request, 413 where a body is read (the gateway caps
-  bodies), 503 everywhere (a dependency down is answered, not a 500);
+- 422 where anything is parsed from the request, 414 where the path or query carries values
+  (the gateway's request-line limit), 400 (unparsable) and 413 (the gateway's cap) where a
+  body is read, 503 everywhere (a dependency down is answered, not a 500);
 - whatever a route declares with `responses=problems(409, 429, ...)`: the statuses its use
   cases raise, which only the route's author knows.
 
@@ -24,6 +25,10 @@ from typing import Any
 from fastapi import FastAPI
 
 from shardz_common.errors import PROBLEM_JSON
+
+# Text that reaches PostgreSQL cannot hold NUL: fields with no stricter pattern use this one,
+# so the document says so and pydantic refuses it (422) before the database would (500).
+NO_NUL = r"^[^\x00]*$"
 
 PROBLEM_REF = "#/components/schemas/Problem"
 VALIDATION_PROBLEM_REF = "#/components/schemas/ValidationProblem"
@@ -74,6 +79,7 @@ _DESCRIPTIONS = {
     404: "Not Found: absent, or owned by someone else",
     409: "Conflict: the resource's state does not allow this",
     413: "Content Too Large: the body is over the gateway's cap or the quota",
+    414: "URI Too Long: the request line is over the gateway's limit",
     416: "Range Not Satisfiable",
     422: "Validation Error: `errors` lists the refused fields",
     429: "Too Many Requests: retry after `Retry-After` seconds",
@@ -97,6 +103,14 @@ def problem_response(status: int, description: str | None = None) -> dict[str, A
     if status in _HEADERS:
         response["headers"] = _HEADERS[status]
     return response
+
+
+BINARY = {"type": "string", "format": "binary"}
+
+
+def binary_body(media_type: str = "application/octet-stream") -> dict[str, Any]:
+    """`openapi_extra=` of a route that reads its body as a raw stream (FastAPI cannot see it)."""
+    return {"requestBody": {"required": True, "content": {media_type: {"schema": BINARY}}}}
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -143,8 +157,10 @@ def _document_operation(operation: dict[str, Any]) -> None:
         statuses.add(404)
     if parameters or body:
         statuses.add(422)
+    if parameters:
+        statuses.add(414)  # the gateway refuses a request line over its buffers
     if body:
-        statuses.add(413)
+        statuses |= {400, 413}
     for code in statuses:
         responses.setdefault(str(code), {})
     for key, response in responses.items():
