@@ -109,8 +109,9 @@ BINARY = {"type": "string", "format": "binary"}
 
 
 def binary_body(media_type: str = "application/octet-stream") -> dict[str, Any]:
-    """`openapi_extra=` of a route that reads its body as a raw stream (FastAPI cannot see it)."""
-    return {"requestBody": {"required": True, "content": {media_type: {"schema": BINARY}}}}
+    """`openapi_extra=` of a route that reads its body as a raw stream (FastAPI cannot see it);
+    no body is an empty one."""
+    return {"requestBody": {"required": False, "content": {media_type: {"schema": BINARY}}}}
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:

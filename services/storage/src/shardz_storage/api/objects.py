@@ -118,7 +118,7 @@ async def put_object(
     "",
     status_code=201,
     response_model=ObjectOut,
-    responses=problems(409),
+    responses={200: {"description": "replaced", "model": ObjectOut}, **problems(409)},
     openapi_extra=UPLOAD_FORM,
 )
 async def post_object(
