@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV ?= uv
 export PATH := $(HOME)/.local/share/shardz/bin:$(HOME)/.local/bin:$(PATH)
 
-.PHONY: help bootstrap dev migrate status test lint fmt typecheck bench
+.PHONY: help bootstrap dev migrate status test fuzz lint fmt typecheck bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ status: ## show whether the dev stack runs and what answers
 
 test: bootstrap ## run every test (starts its own test platform on other ports)
 	$(UV) run pytest $(PYTEST_ARGS)
+
+fuzz: bootstrap ## the OpenAPI contract run with a long budget (FUZZ_SECONDS per service, default 300)
+	SHARDZ_FUZZ_SECONDS=$${FUZZ_SECONDS:-300} $(UV) run pytest tests/integration/test_openapi_contract.py --timeout=0 $(PYTEST_ARGS)
 
 lint: ## ruff lint and format check
 	$(UV) run ruff check .

@@ -33,6 +33,7 @@ from shardz_common.errors import install_error_handlers
 from shardz_common.events import SigningKeyRevoked
 from shardz_common.logging import configure_logging
 from shardz_common.middleware import MetricsMiddleware, RequestIdMiddleware
+from shardz_common.openapi import install_openapi
 from shardz_common.settings import ServiceSettings
 from shardz_common.telemetry import configure_tracing, fastapi_telemetry, instrument_engine
 
@@ -109,6 +110,7 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     _add_ops_routes(app)
+    install_openapi(app)
     return app
 
 

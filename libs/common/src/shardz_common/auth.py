@@ -17,6 +17,7 @@ import httpx
 import jwt
 import structlog
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jwt import PyJWK
 
 from shardz_common.errors import Forbidden, Unauthenticated, Unavailable
@@ -261,7 +262,18 @@ class Authenticator:
         return await self.tokens.verify(credential)
 
 
-async def current_user(request: Request) -> Principal:
+# Declares the bearer scheme on every route that needs a credential (OpenAPI `security`);
+# it never refuses by itself: `Authenticator` judges the header.
+_bearer_scheme = HTTPBearer(
+    scheme_name="bearer",
+    description="An access token from /v1/auth (a JWT) or an API key (`shz_...`).",
+    auto_error=False,
+)
+
+
+async def current_user(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)]
+) -> Principal:
     auth: Authenticator = request.app.state.authenticator
     return await auth.authenticate(request.headers.get("authorization"))
 

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from shardz_common.context import request_id_var
 
@@ -144,11 +145,26 @@ async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _on_http(_: Request, exc: Exception) -> JSONResponse:
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code, title = _STATUS_CODES.get(exc.status_code, ("error", "Error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
-    return problem(exc.status_code, code, title, detail, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        detail = f"{request.method} is not allowed here"
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return problem(exc.status_code, code, title, detail, headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method of the path: Starlette's 405 names only the first route that matched it
+    (a path served by several routes, e.g. GET and PUT of one key, lists them all here)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
 
 
 async def _on_db_down(_: Request, exc: Exception) -> JSONResponse:
@@ -160,6 +176,20 @@ async def _on_db_down(_: Request, exc: Exception) -> JSONResponse:
         "a dependency is unavailable",
         {"Retry-After": "5"},
     )
+
+
+async def _on_db_error(request: Request, exc: Exception) -> JSONResponse:
+    # PostgreSQL text cannot hold NUL; psycopg refuses such a value before sending it, so the
+    # only source is the request (a field no model pattern guards yet): bad input, not a 500.
+    if "cannot contain NUL" in str(getattr(exc, "orig", exc)):
+        return problem(
+            422,
+            "validation_error",
+            "Validation Error",
+            "text values must not contain NUL characters",
+            errors=[{"loc": ["request"], "msg": "contains a NUL character", "type": "value_error"}],
+        )
+    return await _on_unexpected(request, exc)
 
 
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -174,5 +204,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, _on_db_down)
     app.add_exception_handler(psycopg.OperationalError, _on_db_down)  # incl. pool timeouts
     app.add_exception_handler(ConnectionError, _on_db_down)
-    app.add_exception_handler(DBAPIError, _on_unexpected)
+    app.add_exception_handler(DBAPIError, _on_db_error)
+    app.add_exception_handler(psycopg.DataError, _on_db_error)
     # Anything else is answered by RequestIdMiddleware (it still knows the request id).

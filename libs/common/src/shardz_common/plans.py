@@ -40,6 +40,12 @@ def all_plans() -> list[Plan]:
     return list(_catalogue().values())
 
 
+def plan_ids_schema(resource_type: str) -> dict[str, Any]:
+    """`json_schema_extra` of a request field naming a plan: the catalogue's ids as its enum
+    (the use case still refuses others with a 422 naming the plan)."""
+    return {"enum": [p.id for p in _catalogue().values() if p.resource_type == resource_type]}
+
+
 def database_size_limit(plan_id: str, free_plan_size_bytes: int) -> int:
     """Bytes a database on `plan_id` may hold: the free plan's comes from the platform's
     setting (PLATFORM_FREE_PLAN_DATABASE_SIZE_BYTES), the others from the catalogue."""

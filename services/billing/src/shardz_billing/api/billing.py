@@ -17,6 +17,7 @@ from shardz_billing.deps import PaystackDep, SessionsDep, SettingsDep
 from shardz_billing.services import payments, subscriptions, views
 from shardz_common.auth import CurrentUser
 from shardz_common.db import ReadSessionDep, SessionDep
+from shardz_common.openapi import problems
 from shardz_common.plans import all_plans
 
 router = APIRouter(prefix="/v1/billing", tags=["billing"])
@@ -44,7 +45,7 @@ async def get_invoice(invoice_id: UUID, session: ReadSessionDep, user: CurrentUs
     return await views.invoice(session, user.id, invoice_id)
 
 
-@router.post("/invoices/{invoice_id}/pay", response_model=PaymentStarted)
+@router.post("/invoices/{invoice_id}/pay", response_model=PaymentStarted, responses=problems(409))
 async def pay_invoice(
     invoice_id: UUID,
     user: CurrentUser,

@@ -7,11 +7,12 @@ from shardz_billing.deps import SettingsDep
 from shardz_billing.services.runs import daily_run
 from shardz_common.auth import AdminUser
 from shardz_common.db import SessionDep
+from shardz_common.openapi import problems
 
 router = APIRouter(prefix="/v1/billing", tags=["billing"])
 
 
-@router.post("/runs", response_model=RunResult)
+@router.post("/runs", response_model=RunResult, responses=problems(409))
 async def run_billing(
     body: RunRequest, session: SessionDep, settings: SettingsDep, _: AdminUser
 ) -> RunResult:

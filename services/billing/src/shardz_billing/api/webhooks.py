@@ -17,6 +17,7 @@ from shardz_billing.domain.errors import PayloadTooLarge
 from shardz_billing.services.payments import settle_pending
 from shardz_billing.services.paystack import PaystackClient, signature_valid
 from shardz_common.errors import Unauthenticated, ValidationFailed
+from shardz_common.openapi import problems
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/billing", tags=["billing"])
@@ -54,7 +55,7 @@ async def _settle_quietly(sessions: Any, paystack: PaystackClient) -> None:
         log.warning("settlement deferred to the worker", error=type(exc).__name__)
 
 
-@router.post("/webhooks/paystack", response_model=WebhookAck)
+@router.post("/webhooks/paystack", response_model=WebhookAck, responses=problems(401))
 async def paystack_webhook(
     request: Request,
     background: BackgroundTasks,

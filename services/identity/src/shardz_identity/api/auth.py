@@ -5,14 +5,16 @@ from fastapi import APIRouter, Response
 from shardz_common.auth import AdminUser
 from shardz_common.db import SessionDep
 from shardz_common.errors import NotFound
+from shardz_common.openapi import problems
 from shardz_identity.deps import AddressDep, LimiterDep, SignupLimiterDep, TokensDep
 from shardz_identity.domain.models import Credentials, LoginBody, RefreshBody, SignupOut, TokenPair
 from shardz_identity.services import accounts, keyring
 
-router = APIRouter(prefix="/v1/auth", tags=["auth"])
+# the gateway limits requests to /v1/auth per address (PLATFORM_AUTH_RATE_LIMIT_PER_MINUTE)
+router = APIRouter(prefix="/v1/auth", tags=["auth"], responses=problems(429))
 
 
-@router.post("/signup", status_code=201, response_model=SignupOut)
+@router.post("/signup", status_code=201, response_model=SignupOut, responses=problems(409))
 async def signup(
     body: Credentials,
     session: SessionDep,
@@ -24,7 +26,7 @@ async def signup(
     return await accounts.signup(session, tokens, body)
 
 
-@router.post("/login", response_model=TokenPair)
+@router.post("/login", response_model=TokenPair, responses=problems(401))
 async def login(
     body: LoginBody,
     session: SessionDep,
@@ -35,12 +37,12 @@ async def login(
     return await accounts.login(session, tokens, limiter, body, address)
 
 
-@router.post("/refresh", response_model=TokenPair)
+@router.post("/refresh", response_model=TokenPair, responses=problems(401))
 async def refresh(body: RefreshBody, session: SessionDep, tokens: TokensDep) -> TokenPair:
     return await tokens.refresh(session, body.refresh_token)
 
 
-@router.post("/logout", status_code=204)
+@router.post("/logout", status_code=204, responses=problems(401))
 async def logout(body: RefreshBody, session: SessionDep, tokens: TokensDep) -> Response:
     await tokens.logout(session, body.refresh_token)
     return Response(status_code=204)

@@ -9,10 +9,12 @@ from pydantic import BaseModel
 
 from shardz_common.auth import CurrentUser
 from shardz_common.db import SessionDep
+from shardz_common.openapi import problems
 from shardz_identity.domain.models import SignupOut
 from shardz_identity.services.oauth import STATE_TTL, OAuthService
 
-router = APIRouter(prefix="/v1/auth/oauth", tags=["auth"])
+# 401: the provider or the sign-in state refused it; 409: an account already has the e-mail
+router = APIRouter(prefix="/v1/auth/oauth", tags=["auth"], responses=problems(429))
 
 NO_STORE = {"Cache-Control": "no-store"}
 # Binds a sign-in to the browser that started it (see services/oauth.py).
@@ -65,7 +67,7 @@ async def authorize(
     return response
 
 
-@router.post("/{provider}/link", response_model=LinkStarted)
+@router.post("/{provider}/link", response_model=LinkStarted, responses=problems(409))
 async def link(
     provider: str, request: Request, session: SessionDep, oauth: OAuthDep, user: CurrentUser
 ) -> JSONResponse:
@@ -78,7 +80,7 @@ async def link(
     return response
 
 
-@router.get("/{provider}/callback", response_model=SignupOut)
+@router.get("/{provider}/callback", response_model=SignupOut, responses=problems(401, 409))
 async def callback(
     provider: str,
     request: Request,

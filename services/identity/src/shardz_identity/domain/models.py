@@ -7,6 +7,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, EmailStr, Field
 
+from shardz_common.openapi import NO_NUL
+
 
 class Credentials(BaseModel):
     email: EmailStr = Field(max_length=320)
@@ -14,7 +16,7 @@ class Credentials(BaseModel):
 
 
 class LoginBody(BaseModel):
-    email: str = Field(max_length=320)
+    email: str = Field(max_length=320, pattern=NO_NUL)
     password: str = Field(max_length=1024)
 
 
@@ -45,7 +47,7 @@ class SignupOut(TokenPair):
 
 
 class ApiKeyCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
 
 
 class ApiKeyOut(BaseModel):

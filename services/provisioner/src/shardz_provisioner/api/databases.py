@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from shardz_common.auth import CurrentUser
 from shardz_common.db import ReadSessionDep, SessionDep
+from shardz_common.openapi import problems
 from shardz_provisioner.db.tables import Cluster, Database, UsageSample
 from shardz_provisioner.deps import RegistryDep, SessionsDep, SettingsDep
 from shardz_provisioner.domain.models import (
@@ -25,7 +26,7 @@ from shardz_provisioner.services.views import to_out
 router = APIRouter(prefix="/v1/databases", tags=["databases"])
 
 
-@router.post("", status_code=201, response_model=DatabaseWithPassword)
+@router.post("", status_code=201, response_model=DatabaseWithPassword, responses=problems(409))
 async def create_database(
     body: DatabaseCreate,
     user: CurrentUser,
@@ -43,7 +44,7 @@ async def list_databases(
     rows = await session.execute(
         select(Database, Cluster)
         .join(Cluster, Cluster.name == Database.cluster)
-        .where(Database.user_id == user.id, Database.status != "deleted")
+        .where(Database.user_id == user.id, Database.status.not_in(("deleted", "deleting")))
         .order_by(Database.created_at)
     )
     free_size = settings.platform.free_plan_database_size_bytes
@@ -60,7 +61,7 @@ async def get_database(
     return to_out(db, cluster, settings.platform.free_plan_database_size_bytes)
 
 
-@router.patch("/{database_id}", response_model=DatabaseOut)
+@router.patch("/{database_id}", response_model=DatabaseOut, responses=problems(409))
 async def change_plan(
     database_id: UUID,
     body: DatabasePlanChange,
@@ -72,7 +73,11 @@ async def change_plan(
     return await plans.change_plan(session, registry, settings, user, database_id, body.plan)
 
 
-@router.post("/{database_id}/rotate-credentials", response_model=DatabaseWithPassword)
+@router.post(
+    "/{database_id}/rotate-credentials",
+    response_model=DatabaseWithPassword,
+    responses=problems(409),
+)
 async def rotate_credentials(
     database_id: UUID,
     sessions: SessionsDep,
@@ -83,7 +88,7 @@ async def rotate_credentials(
     return await lifecycle.rotate(sessions, registry, settings, user, database_id)
 
 
-@router.get("/{database_id}/usage", response_model=Usage)
+@router.get("/{database_id}/usage", response_model=Usage, responses=problems(409))
 async def usage(
     database_id: UUID, session: SessionDep, user: CurrentUser, registry: RegistryDep
 ) -> Usage:
@@ -113,7 +118,7 @@ async def usage_history(
     )
 
 
-@router.delete("/{database_id}", status_code=202)
+@router.delete("/{database_id}", status_code=202, responses=problems(409))
 async def delete_database(database_id: UUID, session: SessionDep, user: CurrentUser) -> Response:
     await lifecycle.delete(session, user, database_id)
     return Response(status_code=202)

@@ -8,17 +8,19 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from shardz_common.plans import plan_ids_schema
+
 LABEL = r"^[a-z][a-z0-9-]{0,62}$"
 
 
 class DatabaseCreate(BaseModel):
     name: str = Field(pattern=LABEL, max_length=63)
     engine: Literal["postgres"] = "postgres"
-    plan: str = Field(default="free", max_length=40)
+    plan: str = Field(default="free", max_length=40, json_schema_extra=plan_ids_schema("database"))
 
 
 class DatabasePlanChange(BaseModel):
-    plan: str = Field(min_length=1, max_length=40)
+    plan: str = Field(min_length=1, max_length=40, json_schema_extra=plan_ids_schema("database"))
 
 
 class DatabaseOut(BaseModel):

@@ -114,7 +114,7 @@ def _mark_deleting(session: AsyncSession, db: Database) -> None:
 async def delete(session: AsyncSession, user: Principal, database_id: uuid.UUID) -> None:
     """Gone for the user at once (`db.deleted`); the worker drops it from the server. The row
     lock makes concurrent deletions announce it once; the others find it `deleting`."""
-    db = await get_owned(session, user, database_id, for_update=True)
+    db = await get_owned(session, user, database_id, for_update=True, deleting=True)
     if db.status == "provisioning":
         raise Conflict("the database is still being created")
     if db.status == "moving":  # the move ends within its freeze; delete it after

@@ -257,9 +257,17 @@ async def _abandon(
 
 
 async def get_owned(
-    session: AsyncSession, user: Principal, database_id: uuid.UUID, *, for_update: bool = False
+    session: AsyncSession,
+    user: Principal,
+    database_id: uuid.UUID,
+    *,
+    for_update: bool = False,
+    deleting: bool = False,
 ) -> Database:
+    """The user's database; one whose deletion was accepted is gone for the user (404) except
+    to a repeated DELETE (`deleting=True`), which answers as the first did."""
     row = await session.get(Database, database_id, with_for_update=for_update)
-    if row is None or row.user_id != user.id or row.status == "deleted":
+    gone = ("deleted",) if deleting else ("deleted", "deleting")
+    if row is None or row.user_id != user.id or row.status in gone:
         raise NotFound("no such database")
     return row

@@ -12,6 +12,8 @@ from fastapi import APIRouter, Query, Request, Response
 from shardz_common.auth import CurrentUser
 from shardz_common.db import ReadSessionDep
 from shardz_common.errors import Forbidden, NotFound, Unavailable
+from shardz_common.openapi import problems
+from shardz_storage.api.objects import DOWNLOAD
 from shardz_storage.api.schemas import PresignedLink, PresignRequest
 from shardz_storage.config import StorageSettings
 from shardz_storage.deps import BackendDep, SettingsDep
@@ -37,7 +39,7 @@ def _public_base(settings: StorageSettings) -> str:
     return f"http://api.{p.base_domain}{port}"
 
 
-@router.post("/presign", response_model=PresignedLink)
+@router.post("/presign", response_model=PresignedLink, responses=problems(404))
 async def create_link(
     body: PresignRequest, session: ReadSessionDep, user: CurrentUser, settings: SettingsDep
 ) -> PresignedLink:
@@ -51,7 +53,10 @@ async def create_link(
 
 
 @router.api_route(
-    "/presigned/{user_id}/{key:path}", methods=["GET", "HEAD"], response_class=Response
+    "/presigned/{user_id}/{key:path}",
+    methods=["GET", "HEAD"],
+    response_class=Response,
+    responses={**DOWNLOAD, **problems(403)},
 )
 async def follow_link(
     user_id: UUID,

@@ -8,6 +8,7 @@ from starlette.requests import ClientDisconnect
 from shardz_common.auth import CurrentUser
 from shardz_common.db import ReadSessionDep, SessionDep
 from shardz_common.errors import ValidationFailed
+from shardz_common.openapi import BINARY, NO_NUL, binary_body, problems
 from shardz_storage.api.schemas import ObjectList, ObjectOut
 from shardz_storage.deps import BackendDep, PoolDep, SessionsDep, SettingsDep
 from shardz_storage.domain.http import content_type
@@ -18,6 +19,27 @@ from shardz_storage.services.uploads import Stored, Upload
 
 router = APIRouter(prefix="/v1/storage/objects", tags=["storage"])
 PREFIX = b"/v1/storage/objects/"
+# What a download answers: the bytes in the object's own content type, a range, or not modified.
+DOWNLOAD: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the object's bytes", "content": {"*/*": {"schema": BINARY}}},
+    206: {"description": "the requested range", "content": {"*/*": {"schema": BINARY}}},
+    304: {"description": "not modified since the ETag the client holds"},
+    **problems(416),
+}
+UPLOAD_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": BINARY, "key": {"type": "string"}},
+                }
+            }
+        },
+    }
+}
 
 
 def _key(request: Request) -> str:
@@ -62,7 +84,8 @@ def _out(row: dict[str, Any]) -> ObjectOut:
     "/{key:path}",
     status_code=201,
     response_model=ObjectOut,
-    responses={200: {"description": "replaced", "model": ObjectOut}},
+    responses={200: {"description": "replaced", "model": ObjectOut}, **problems(409)},
+    openapi_extra=binary_body(),
 )
 async def put_object(
     key: str,
@@ -91,7 +114,13 @@ async def put_object(
     return _answer(stored)
 
 
-@router.post("", status_code=201, response_model=ObjectOut)
+@router.post(
+    "",
+    status_code=201,
+    response_model=ObjectOut,
+    responses={200: {"description": "replaced", "model": ObjectOut}, **problems(409)},
+    openapi_extra=UPLOAD_FORM,
+)
 async def post_object(
     request: Request,
     user: CurrentUser,
@@ -120,7 +149,7 @@ async def post_object(
 async def list_objects(
     session: ReadSessionDep,
     user: CurrentUser,
-    prefix: Annotated[str, Query(max_length=MAX_KEY_BYTES)] = "",
+    prefix: Annotated[str, Query(max_length=MAX_KEY_BYTES, pattern=NO_NUL)] = "",
     limit: Annotated[int, Query(ge=1, le=objects.MAX_LIMIT)] = 100,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> ObjectList:
@@ -128,7 +157,9 @@ async def list_objects(
     return ObjectList(items=[_out(r) for r in items], next_cursor=next_cursor)
 
 
-@router.api_route("/{key:path}", methods=["GET", "HEAD"], response_class=Response)
+@router.api_route(
+    "/{key:path}", methods=["GET", "HEAD"], response_class=Response, responses=DOWNLOAD
+)
 async def get_object(
     key: str, request: Request, session: ReadSessionDep, user: CurrentUser, backend: BackendDep
 ) -> Response:

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from shardz_common.plans import plan_ids_schema
+
 
 class SpaceOut(BaseModel):
     quota_bytes: int
@@ -16,7 +18,7 @@ class SpaceOut(BaseModel):
 
 
 class PlanChange(BaseModel):
-    plan: str = Field(min_length=1, max_length=40)
+    plan: str = Field(min_length=1, max_length=40, json_schema_extra=plan_ids_schema("storage"))
 
 
 class ObjectOut(BaseModel):

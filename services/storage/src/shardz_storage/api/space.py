@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from shardz_common.auth import CurrentUser
 from shardz_common.db import SessionDep
+from shardz_common.openapi import problems
 from shardz_storage.api.schemas import PlanChange, SpaceOut
 from shardz_storage.deps import SettingsDep
 from shardz_storage.services import spaces
@@ -28,7 +29,7 @@ async def get_space(session: SessionDep, user: CurrentUser, settings: SettingsDe
     return _out(await spaces.get(session, settings, user.id))
 
 
-@router.patch("", response_model=SpaceOut)
+@router.patch("", response_model=SpaceOut, responses=problems(409))
 async def change_plan(
     body: PlanChange, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> SpaceOut:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from shardz_common.errors import ValidationFailed
@@ -97,6 +98,16 @@ class FormUpload:
         elif self.part.name == "key" and self.key is None:
             self.events.append(("key", bytes(self.part.value)))
 
+    def _parse(self, chunk: bytes | None) -> None:
+        """A malformed form is the client's error (the route aborts the upload): 422, not 500."""
+        try:
+            if chunk is None:
+                self.parser.finalize()
+            else:
+                self.parser.write(chunk)
+        except FormParserError as exc:
+            raise ValidationFailed(f"the form is malformed: {exc}", field="file") from exc
+
     async def run(
         self, chunks: AsyncIterator[bytes], validate: Callable[[str], str]
     ) -> tuple[str, Stored]:
@@ -104,7 +115,7 @@ class FormUpload:
         started = False
         for_upload = self.upload
         async for chunk in chunks:
-            self.parser.write(chunk)
+            self._parse(chunk)
             events, self.events = self.events, []
             for kind, data in events:
                 if kind == "file":
@@ -119,7 +130,7 @@ class FormUpload:
                         raise ValidationFailed("invalid key: not UTF-8", field="key") from exc
                 elif kind == "too_long":
                     raise ValidationFailed("invalid key: too long", field="key")
-        self.parser.finalize()
+        self._parse(None)
         if not started or self.file is None or not self.file_done:
             raise ValidationFailed("the form has no complete `file` part", field="file")
         key = self.key if self.key is not None else validate(self.file.filename or "")
