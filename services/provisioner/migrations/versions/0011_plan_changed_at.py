@@ -1,15 +1,14 @@
 """databases.plan_changed_at: when the current plan took effect, for billing's reconciliation
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-# 0009 (moves) and 0010 (exports) are written in parallel; the merge re-chains this one
-down_revision = "0008"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

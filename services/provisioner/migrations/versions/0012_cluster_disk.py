@@ -1,14 +1,14 @@
 """clusters.disk_bytes / used_bytes: placement keeps disk headroom
 
-Revision ID: 0011
-Revises: 0008
+Revision ID: 0012
+Revises: 0011
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0008"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
