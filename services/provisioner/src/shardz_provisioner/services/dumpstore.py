@@ -1,0 +1,95 @@
+"""The platform's dumps bucket: exports and uploaded import bodies (ADR 0007). Blocking
+boto3 calls: the worker runs them in a thread; the API wraps them with asyncio.to_thread."""
+
+from __future__ import annotations
+
+import threading
+from typing import IO, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shardz_common.errors import Unavailable
+from shardz_provisioner.config import ProvisionerSettings
+
+PART_BYTES = 16 * 1024 * 1024
+
+
+class StoreUnavailable(Unavailable):
+    pass
+
+
+class DumpStore:
+    def __init__(self, settings: ProvisionerSettings) -> None:
+        self.bucket = settings.dumps_bucket
+        self.client: Any = boto3.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint,
+            aws_access_key_id=settings.s3_access_key,
+            aws_secret_access_key=settings.s3_secret_key,
+            region_name=settings.s3_region,
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                connect_timeout=3,
+                read_timeout=120,
+                retries={"max_attempts": 3, "mode": "standard"},
+            ),
+        )
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def ensure_bucket(self) -> None:
+        with self._lock:
+            if self._ready:
+                return
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except ClientError:
+                try:
+                    self.client.create_bucket(Bucket=self.bucket)
+                except ClientError as exc:
+                    code = exc.response.get("Error", {}).get("Code")
+                    if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise StoreUnavailable("the dump store is unavailable") from exc
+            except BotoCoreError as exc:
+                raise StoreUnavailable("the dump store is unavailable") from exc
+            self._ready = True
+
+    def upload(self, key: str, stream: IO[bytes]) -> None:
+        """Stream `stream` to `key` in parts (multipart, aborted on failure)."""
+        from boto3.s3.transfer import TransferConfig
+
+        self.ensure_bucket()
+        config = TransferConfig(
+            multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES, max_concurrency=2
+        )
+        try:
+            self.client.upload_fileobj(stream, self.bucket, key, Config=config)
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreUnavailable("the dump store is unavailable") from exc
+
+    def download(self, key: str, into: IO[bytes]) -> None:
+        self.ensure_bucket()
+        try:
+            self.client.download_fileobj(self.bucket, key, into)
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreUnavailable("the dump store is unavailable") from exc
+
+    def url(self, key: str, seconds: int = 300) -> str:
+        """A short-lived S3 URL for the service itself to stream from (never handed out)."""
+        url: str = self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=seconds
+        )
+        return url
+
+    def delete(self, key: str) -> None:
+        self.ensure_bucket()
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                raise StoreUnavailable("the dump store is unavailable") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailable("the dump store is unavailable") from exc
