@@ -71,9 +71,7 @@ async def digest(uri: str) -> dict[str, Any]:
             row = await (await conn.execute(TABLE_DIGEST.format(name))).fetchone()
             out[name] = tuple(row) if row else None
         los = await (
-            await conn.execute(
-                "SELECT md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY 1"
-            )
+            await conn.execute("SELECT md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY 1")
         ).fetchall()
         out["large objects"] = [r[0] for r in los]
         objects = await (

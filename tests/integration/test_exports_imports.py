@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
 from shardz_provisioner.domain import links
 from tests.integration.dump_helpers import digest, download, gateway_path, upload_body, wait_job
@@ -42,18 +43,18 @@ async def _fill(uri: str) -> None:
             "COMMENT ON TABLE sales.big IS 'the big one; with a semicolon'",
         ):
             await conn.execute(stmt)
-        size = await (
-            await conn.execute("SELECT pg_total_relation_size('sales.big')")
-        ).fetchone()
+        size = await (await conn.execute("SELECT pg_total_relation_size('sales.big')")).fetchone()
         assert size is not None and size[0] > 100 * 1024 * 1024
 
 
+@pytest.mark.timeout(1800)  # 100+ MB out and back in on a shared 2-core machine
 async def test_export_round_trips_through_an_import_into_a_fresh_database(
     gateway: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     user = await signup(gateway)
     token = user["access_token"]
-    source = await create_db(gateway, token)
+    # a paid plan: the test stack's free plan stops at 48 MB
+    source = await create_db(gateway, token, plan="db-starter")
     await _fill(source["uri"])
 
     started = await gateway.post(f"/v1/databases/{source['id']}/exports", headers=bearer(token))
@@ -74,7 +75,7 @@ async def test_export_round_trips_through_an_import_into_a_fresh_database(
     assert dump.stat().st_size == export["size_bytes"]
     assert dump.read_bytes()[:5] == b"PGDMP"
 
-    target = await create_db(gateway, token)
+    target = await create_db(gateway, token, plan="db-starter")
     t0 = time.monotonic()
     imported = await gateway.post(
         f"/v1/databases/{target['id']}/imports",
