@@ -201,12 +201,24 @@ def ingress_routes() -> set[tuple[str, str, str, str]]:
 def template_prefixes() -> set[tuple[str, str, str]]:
     """The local gateway's routes as Ingress paths: `~ ^/v1/(a|b)(/|$)` is /v1/a and /v1/b."""
     found = set()
+    narrower = []
     for label, location, upstream in gateway_routes(GATEWAY_TEMPLATE.read_text()):
         if m := re.fullmatch(r"~ \^(.*?)(?:\((.+)\))?\(/\|\$\)", location):
             for alt in (m[2] or "").split("|"):
                 found.add((label, m[1] + alt, upstream))
+        elif location.startswith("~ ^"):
+            narrower.append((label, location, upstream))
         else:
             found.add((label, location.removeprefix("= "), upstream))
+    # a regex location inside a routed prefix, to the same service, only tunes the proxying
+    # (e.g. streamed import bodies): the Ingress routes it with that prefix
+    for label, location, upstream in narrower:
+        literal = re.match(r"~ \^([^\[\]()|$+*?]*)", location)
+        assert literal is not None, location
+        assert any(
+            lb == label and literal[1].startswith(p.rstrip("/") + "/") and up == upstream
+            for lb, p, up in found
+        ), f"{location} is not inside a routed prefix of {upstream}"
     found.add(("dashboard", "/", "dashboard"))
     return found
 
