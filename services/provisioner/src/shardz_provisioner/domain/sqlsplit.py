@@ -21,6 +21,13 @@ _BLOCK = re.compile(r"/\*|\*/")
 _ESTRING = re.compile(r"\\.|'", re.DOTALL)
 
 
+MAX_STATEMENT_CHARS = 64 * 1024 * 1024
+
+
+class StatementTooLong(ValueError):
+    pass
+
+
 @dataclass(frozen=True)
 class Statement:
     text: str  # as written, comments included, without the final `;`
@@ -37,6 +44,7 @@ class Splitter:
         self._depth = 0  # parentheses, or nested block comments
         self._line = 0
         self._start: int | None = None
+        self._size = 0
 
     @property
     def idle(self) -> bool:
@@ -72,6 +80,9 @@ class Splitter:
     def _keep(self, text: str, code: str | None = None) -> None:
         if self._start is None and text.strip():
             self._start = self._line
+        self._size += len(text)
+        if self._size > MAX_STATEMENT_CHARS:
+            raise StatementTooLong(f"a statement longer than {MAX_STATEMENT_CHARS} characters")
         self._text.append(text)
         if code is not None:
             self._code.append(code)
@@ -93,7 +104,7 @@ class Splitter:
                 text, code = "".join(self._text), "".join(self._code)
                 if code.strip():
                     done.append(Statement(text.strip(), " ".join(code.split()), self._start or 0))
-                self._text, self._code, self._start = [], [], None
+                self._text, self._code, self._start, self._size = [], [], None, 0
                 return m.end()
             if tok in ("(", ")"):
                 self._depth = max(0, self._depth + (1 if tok == "(" else -1))

@@ -41,6 +41,10 @@ class Claimed:
     source_key: str | None
 
 
+def export_key(database_id: uuid.UUID, job_id: uuid.UUID) -> str:
+    return f"exports/{database_id}/{job_id}.dump"
+
+
 async def _fail(s: AsyncSession, job: DumpJob, reason: str) -> None:
     job.status, job.error, job.lease_until = "failed", reason, None
     job.finished_at = datetime.now(UTC)
@@ -92,6 +96,8 @@ async def claim(
                 await _fail(s, job, f"interrupted {job.attempts} times; start it again")
                 continue
             job.status, job.attempts = "running", job.attempts + 1
+            if job.kind == "export":  # recorded before it is written: the sweeper finds it
+                job.store_key = export_key(db.id, job.id)
             job.lease_until = datetime.now(UTC) + timedelta(seconds=settings.dump_lease_seconds)
             job.started_at = job.started_at or datetime.now(UTC)
             cluster = await s.get(Cluster, db.cluster)
@@ -192,7 +198,7 @@ async def run_next(
         renewer = asyncio.create_task(_renew(sessions, settings, claimed, work))
         now = datetime.now(UTC)
         if claimed.kind == "export":
-            key = f"exports/{claimed.database.id}/{claimed.id}.dump"
+            key = export_key(claimed.database.id, claimed.id)
             size = await asyncio.to_thread(run_export, work, login, key)
             await _finish(
                 sessions,

@@ -38,6 +38,7 @@ async def sweep(
                         DumpJob.expires_at < now,
                         Database.status.in_(("deleting", "deleted")),
                         (DumpJob.kind == "import") & DumpJob.status.in_(("done", "failed")),
+                        (DumpJob.kind == "export") & (DumpJob.status == "failed"),
                         (DumpJob.status == "receiving") & (DumpJob.created_at < stale_upload),
                     ),
                 )

@@ -17,12 +17,14 @@ from urllib.parse import quote
 import httpx
 import psycopg
 
+from shardz_provisioner import faults
 from shardz_provisioner.config import ProvisionerSettings
 from shardz_provisioner.services import pgtools
 from shardz_provisioner.services.dumpstore import DumpStore
 from shardz_provisioner.services.restore import DumpUnreadable, Report, Restore
 
 READ_CHUNK = 1024 * 1024
+MAX_LINE_CHARS = 64 * 1024 * 1024
 _TOOL_ERROR = re.compile(r"^(pg_dump|pg_restore): error: (.*)$")
 
 
@@ -118,6 +120,7 @@ def run_export(work: Work, login: pgtools.Login, key: str) -> int:
         finally:
             process.stdout.close()
             code = process.wait()
+        faults.hit("export_after_upload")
         if code != 0 or work.stopped:
             work.store.delete(key)
             work.check()
@@ -150,8 +153,15 @@ def _fetch_from_storage(work: Work, user_id: uuid.UUID, key: str, into: IO[bytes
 
 
 def _lines(stream: IO[bytes]) -> Iterator[str]:
+    """The dump's lines, each at most MAX_LINE_CHARS long (a row of COPY data is one line)."""
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
     try:
-        yield from io.TextIOWrapper(stream, encoding="utf-8", newline="")
+        while line := text.readline(MAX_LINE_CHARS + 1):
+            if len(line) > MAX_LINE_CHARS:
+                raise DumpUnreadable(
+                    f"a line of the dump is longer than {MAX_LINE_CHARS} characters"
+                )
+            yield line
     except UnicodeDecodeError as exc:
         raise DumpUnreadable("the dump is neither a custom-format archive nor UTF-8 SQL") from exc
 
@@ -227,8 +237,14 @@ def _apply(
         )
     except psycopg.OperationalError as exc:
         raise Retry("the database server is unavailable") from exc
+
+    def before_commit() -> None:
+        if complete is not None:
+            complete()
+        faults.hit("import_before_commit")
+
     with conn:
-        restore = Restore(conn, login.role, extensions, work.check, complete)
+        restore = Restore(conn, login.role, extensions, work.check, before_commit)
         with work._lock:
             work.check()
             work._restore = restore

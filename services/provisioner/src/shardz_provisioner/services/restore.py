@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from shardz_provisioner.domain.screening import SKIP, command, copy_is_from_stdin, screen
-from shardz_provisioner.domain.sqlsplit import Splitter, Statement
+from shardz_provisioner.domain.sqlsplit import Splitter, Statement, StatementTooLong
 
 MAX_REPORTED = 200  # refusals listed in full; the count covers the rest
 COPY_CHUNK = 1024 * 1024
@@ -70,7 +70,10 @@ class Restore:
         """Apply everything and commit; raise (nothing kept) if the dump cannot be read."""
         self.conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.role)))
         with self.conn.transaction():
-            self._apply(lines)
+            try:
+                self._apply(lines)
+            except StatementTooLong as exc:
+                raise DumpUnreadable(str(exc)) from exc
             if self.complete is not None:
                 self.complete()
 
