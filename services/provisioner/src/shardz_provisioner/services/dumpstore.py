@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 from typing import IO, Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -22,26 +21,42 @@ class StoreUnavailable(Unavailable):
 
 class DumpStore:
     def __init__(self, settings: ProvisionerSettings) -> None:
+        self.settings = settings
         self.bucket = settings.dumps_bucket
-        self.client: Any = boto3.client(
-            "s3",
-            endpoint_url=settings.s3_endpoint,
-            aws_access_key_id=settings.s3_access_key,
-            aws_secret_access_key=settings.s3_secret_key,
-            region_name=settings.s3_region,
-            config=Config(
-                signature_version="s3v4",
-                s3={"addressing_style": "path"},
-                connect_timeout=3,
-                read_timeout=120,
-                retries={"max_attempts": 3, "mode": "standard"},
-            ),
-        )
+        self._client: Any = None
         self._ready = False
         self._lock = threading.Lock()
+        self._ready_lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        """Made on first use: a boto3 client costs a second of CPU, which every worker and
+        API process would otherwise pay at start whether or not it ever sees a dump."""
+        with self._lock:
+            if self._client is None:
+                import boto3
+
+                s = self.settings
+                self._client = boto3.client(
+                    "s3",
+                    endpoint_url=s.s3_endpoint,
+                    aws_access_key_id=s.s3_access_key,
+                    aws_secret_access_key=s.s3_secret_key,
+                    region_name=s.s3_region,
+                    config=Config(
+                        signature_version="s3v4",
+                        s3={"addressing_style": "path"},
+                        connect_timeout=3,
+                        read_timeout=120,
+                        retries={"max_attempts": 3, "mode": "standard"},
+                    ),
+                )
+            return self._client
 
     def ensure_bucket(self) -> None:
-        with self._lock:
+        if self._ready:
+            return
+        with self._ready_lock:
             if self._ready:
                 return
             try:
