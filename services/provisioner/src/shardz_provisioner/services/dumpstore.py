@@ -1,13 +1,11 @@
 """The platform's dumps bucket: exports and uploaded import bodies (ADR 0007). Blocking
-boto3 calls: the worker runs them in a thread; the API wraps them with asyncio.to_thread."""
+boto3 calls: the worker runs them in a thread; the API wraps them with asyncio.to_thread.
+boto3 and botocore are imported on first use: they cost over a second of a process's start."""
 
 from __future__ import annotations
 
 import threading
 from typing import IO, Any
-
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from shardz_common.errors import Unavailable
 from shardz_provisioner.config import ProvisionerSettings
@@ -35,6 +33,7 @@ class DumpStore:
         with self._lock:
             if self._client is None:
                 import boto3
+                from botocore.config import Config
 
                 s = self.settings
                 self._client = boto3.client(
@@ -54,6 +53,8 @@ class DumpStore:
             return self._client
 
     def ensure_bucket(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         if self._ready:
             return
         with self._ready_lock:
@@ -75,6 +76,7 @@ class DumpStore:
     def upload(self, key: str, stream: IO[bytes]) -> None:
         """Stream `stream` to `key` in parts (multipart, aborted on failure)."""
         from boto3.s3.transfer import TransferConfig
+        from botocore.exceptions import BotoCoreError, ClientError
 
         self.ensure_bucket()
         config = TransferConfig(
@@ -86,6 +88,8 @@ class DumpStore:
             raise StoreUnavailable("the dump store is unavailable") from exc
 
     def download(self, key: str, into: IO[bytes]) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         self.ensure_bucket()
         try:
             self.client.download_fileobj(self.bucket, key, into)
@@ -100,6 +104,8 @@ class DumpStore:
         return url
 
     def delete(self, key: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         self.ensure_bucket()
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key)
