@@ -21,7 +21,16 @@ def main() -> None:
         "which",
         nargs="?",
         default="all",
-        choices=["auth", "events", "provisioning", "billing", "storage", "terminal", "all"],
+        choices=[
+            "auth",
+            "events",
+            "provisioning",
+            "billing",
+            "storage",
+            "terminal",
+            "dumps",
+            "all",
+        ],
     )
     args = parser.parse_args()
     print(f"machine: {machine_note()}", flush=True)
@@ -52,6 +61,10 @@ def main() -> None:
         import terminal_bench
 
         rows += terminal_bench.run()
+    if args.which in ("dumps", "all"):
+        import dumps_bench
+
+        rows += dumps_bench.run()
     print(f"\nmachine after: {machine_note()}")
     print("\n" + markdown(rows))
 
