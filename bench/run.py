@@ -29,6 +29,7 @@ def main() -> None:
             "storage",
             "terminal",
             "moves",
+            "dumps",
             "all",
         ],
     )
@@ -65,6 +66,10 @@ def main() -> None:
         import moves_bench
 
         rows += moves_bench.run()
+    if args.which in ("dumps", "all"):
+        import dumps_bench
+
+        rows += dumps_bench.run()
     print(f"\nmachine after: {machine_note()}")
     print("\n" + markdown(rows))
 

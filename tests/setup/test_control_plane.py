@@ -111,6 +111,26 @@ def test_a_stale_password_is_replaced(debian_cluster: DebianCluster, tmp_path: P
     assert fresh in creds.read_text()
 
 
+def test_a_full_server_is_waited_for_and_the_password_kept(
+    debian_cluster: DebianCluster, tmp_path: Path
+) -> None:
+    """Failure: the shared server has no connection slot left for the role. The stored
+    password is still right; replacing it would lock out every stack that uses it."""
+    creds = tmp_path / "control.env"
+    dsn = control.ensure_role(creds, port=debian_cluster.port, socket_dir=debian_cluster.socket_dir)
+    psql = [str(pg_bindir() / "psql"), "-X", "-q", "-h", debian_cluster.socket_dir]
+    psql += ["-p", str(debian_cluster.port), "-d", "postgres", "-c"]
+    full = run_as_postgres([*psql, f"ALTER ROLE {control.ROLE} CONNECTION LIMIT 0"])
+    assert full.returncode == 0, full.stderr
+    try:
+        with pytest.raises(RuntimeError, match="refuses connections"):
+            control.ensure_role(creds, port=debian_cluster.port, wait_seconds=2)
+    finally:
+        run_as_postgres([*psql, f"ALTER ROLE {control.ROLE} CONNECTION LIMIT -1"])
+    assert dsn in creds.read_text()
+    psycopg.connect(dsn).close()
+
+
 def test_every_service_migrates_and_answers(debian_cluster: DebianCluster, tmp_path: Path) -> None:
     dsn = control.ensure_role(
         tmp_path / "control.env", port=debian_cluster.port, socket_dir=debian_cluster.socket_dir

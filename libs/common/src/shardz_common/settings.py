@@ -44,6 +44,7 @@ class InternalSecrets(BaseSettings):
     # No defaults: a route guarded by an unset secret refuses everyone (make dev generates them).
     identity_internal_secret: str | None = None
     provisioner_internal_secret: str | None = None
+    storage_internal_secret: str | None = None
 
 
 class ServiceSettings(BaseSettings):

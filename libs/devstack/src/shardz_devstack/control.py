@@ -45,24 +45,26 @@ def _as_postgres_user(argv: list[str]) -> list[str]:
     return ["sudo", "-n", "-u", "postgres", "--", *argv]
 
 
-FULL = ("remaining connection slots are reserved", "too many clients")
-
-
-def _can_login(dsn: str, attempts: int = 30) -> bool:
-    """Whether the DSN logs in. A server that is only full (every slot taken, e.g. by other
-    test stacks) is waited for, never taken for a wrong password: recreating the role would
-    change its password under every stack that runs now."""
-    for _ in range(attempts):
+def _can_login(dsn: str, wait_seconds: float = 0.0) -> bool:
+    """Whether `dsn` logs in. Only a refused password or a missing role answer False: a
+    server that is full (too many connections: it is shared by every test stack) or not up
+    is waited for, then an error, never a reason to give the role a new password under
+    everyone's feet."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
         try:
             with psycopg.connect(dsn, connect_timeout=5) as conn:
                 conn.execute("SELECT 1")
+            return True
         except psycopg.OperationalError as exc:
-            if any(marker in str(exc) for marker in FULL):
-                time.sleep(2)
-                continue
-            return False
-        return True
-    raise RuntimeError("the control-plane PostgreSQL has no free connection slot; try later")
+            message = str(exc)
+            if "password authentication failed" in message or "does not exist" in message:
+                return False
+            if time.monotonic() >= deadline:
+                raise RuntimeError(
+                    f"the control-plane PostgreSQL refuses connections: {exc}"
+                ) from exc
+            time.sleep(1)
 
 
 def create_role(password: str, port: int, socket_dir: str | None = None) -> None:
@@ -86,21 +88,26 @@ def create_role(password: str, port: int, socket_dir: str | None = None) -> None
 
 
 def ensure_role(
-    path: Path, host: str = "127.0.0.1", port: int = 5432, socket_dir: str | None = None
+    path: Path,
+    host: str = "127.0.0.1",
+    port: int = 5432,
+    socket_dir: str | None = None,
+    wait_seconds: float = 60.0,
 ) -> str:
     """The control-plane DSN: the stored one when it still logs in, otherwise (re)create the
     role with a new password and store that."""
     stored = read_env_file(path).get(DSN_KEY)
-    if stored and _can_login(stored):
+    if stored and _can_login(stored, wait_seconds):
         return stored
     password = secrets.token_urlsafe(24)
     create_role(password, port, socket_dir)
     dsn = f"postgresql://{ROLE}:{password}@{host}:{port}/postgres"
-    if not _can_login(dsn):
+    # stored before it is tried: the server has this password now, whatever happens next
+    write_env_file(path, {DSN_KEY: dsn}, header="control-plane PostgreSQL role")
+    if not _can_login(dsn, wait_seconds):
         raise RuntimeError(
             f"the control-plane role {ROLE!r} was created but cannot log in over "
             f"{host}:{port}: pg_hba.conf must allow password (scram-sha-256 or md5) "
             "connections from there"
         )
-    write_env_file(path, {DSN_KEY: dsn}, header="control-plane PostgreSQL role")
     return dsn

@@ -30,6 +30,11 @@ def service_env(
             "PROVISIONER_TENANT_CLUSTERS": clusters_json(clusters),
             "STORAGE_S3_ENDPOINT": s3_endpoint(config),
             "STORAGE_S3_REGION": "us-east-1",
+            # exports and imports keep dumps in their own bucket of the same store
+            "PROVISIONER_S3_ENDPOINT": s3_endpoint(config),
+            "PROVISIONER_S3_REGION": "us-east-1",
+            "PROVISIONER_S3_ACCESS_KEY": secrets.get("STORAGE_S3_ACCESS_KEY", ""),
+            "PROVISIONER_S3_SECRET_KEY": secrets.get("STORAGE_S3_SECRET_KEY", ""),
         }
     )
     for service in KNOWN_SERVICES:

@@ -40,12 +40,16 @@ class Route:
     service: str
     kind: str = "plain"
     exact: bool = False
+    regex: str = ""  # narrows `path` (a prefix routed to the same service) to tune proxying
 
     @property
     def location(self) -> str:
-        """The nginx location: exact, or the path and everything under it (not `/v1/authx`)."""
+        """The nginx location: exact, a pattern, or the path and everything under it (not
+        `/v1/authx`)."""
         if self.exact:
             return f"= {self.path}"
+        if self.regex:
+            return f"~ {self.regex}"
         return f"~ ^{self.path.rstrip('/')}(/|$)"
 
 
@@ -55,8 +59,10 @@ def routes() -> list[Route]:
     for route in table:
         if route.service not in KNOWN_SERVICES or route.kind not in _KINDS:
             raise ValueError(f"routes.toml: unknown service or kind in {route}")
-        if not route.path.startswith("/") or "internal" in route.path:
+        if not route.path.startswith("/") or "internal" in route.path + route.regex:
             raise ValueError(f"routes.toml: {route.path!r} cannot be a public route")
+        if route.regex and not route.regex.startswith(f"^{route.path.rstrip('/')}/"):
+            raise ValueError(f"routes.toml: {route.regex!r} must narrow {route.path!r}")
     return table
 
 

@@ -51,3 +51,37 @@ class ProvisionerSettings(ServiceSettings):
     move_sync_timeout_seconds: float = 6 * 3600.0
     # pg_dump/pg_restore of PostgreSQL <major> live in <this>/<major>/bin (Debian's layout)
     pg_bin_root: str = "/usr/lib/postgresql"
+
+    # Exports and imports (services/dumps.py, ADR 0007). Dumps live in their own bucket of the
+    # platform's object store, apart from users' files (storage's sweeper owns its bucket).
+    s3_endpoint: str = "http://127.0.0.1:8333"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_region: str = "us-east-1"
+    dumps_bucket: str = "shardz-dumps"
+    # origin of export download links: the gateway's API host. Default: http://api.<base>:<port>
+    public_url: str | None = None
+    # a finished export is kept this long, then removed by the sweeper
+    export_retention_seconds: float = 7 * 24 * 3600.0
+    # a download link works this long (and never past the export's removal)
+    export_link_seconds: float = 3600.0
+    # exports one database may start per day (each is a full pg_dump)
+    exports_per_day: int = 20
+    # largest dump an import takes, streamed or from storage
+    import_max_bytes: int = 1024**3
+    # a dump or restore running longer than this is stopped and marked failed
+    dump_timeout_seconds: float = 3600.0
+    # a running job's claim; the worker renews it while it works, so a crashed worker's job
+    # is taken over once this has passed
+    dump_lease_seconds: float = 60.0
+    dump_max_attempts: int = 3
+    dump_poll_seconds: float = 1.0
+    dump_sweep_interval_seconds: float = 60.0
+    # an import body never fully received (the API died mid-upload) is dropped after this
+    import_receive_timeout_seconds: float = 3600.0
+    # extensions an import may create (the trusted ones of the PostgreSQL contrib package)
+    import_extensions: str = (
+        "btree_gin,btree_gist,citext,cube,dict_int,fuzzystrmatch,hstore,intarray,isn,lo,"
+        "ltree,pgcrypto,pg_trgm,seg,tablefunc,tcn,tsm_system_rows,tsm_system_time,unaccent,"
+        "uuid-ossp"
+    )

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import httpx
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 
 from shardz_common.app import create_service_app
-from shardz_provisioner.api import clusters, databases, internal, internal_databases, moves
+from shardz_provisioner.api import clusters, databases, dumps, internal, internal_databases, moves
 from shardz_provisioner.config import ProvisionerSettings
 from shardz_provisioner.services.clusters import ClusterRegistry
+from shardz_provisioner.services.dumpstore import DumpStore
 from shardz_provisioner.services.moves import MoveRunner
 
 
@@ -17,6 +19,9 @@ def create_app(settings: ProvisionerSettings | None = None) -> FastAPI:
     async def startup(app: FastAPI) -> None:
         registry = ClusterRegistry(fernet, settings.admin_pool_size, app.state.sessionmaker)
         app.state.registry = registry
+        app.state.dump_store = DumpStore(settings)
+        # storage's internal API and the dumps bucket (export downloads stream through here)
+        app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=3.0))
         async with app.state.sessionmaker() as s, s.begin():
             await registry.register_from_settings(s, settings.tenant_clusters)
             await registry.load(s)
@@ -26,6 +31,7 @@ def create_app(settings: ProvisionerSettings | None = None) -> FastAPI:
     async def shutdown(app: FastAPI) -> None:
         await app.state.moves.close()
         await app.state.registry.close()
+        await app.state.http.aclose()
 
     return create_service_app(
         settings,
@@ -33,6 +39,7 @@ def create_app(settings: ProvisionerSettings | None = None) -> FastAPI:
         routers=[
             databases.router,
             moves.router,
+            dumps.router,
             clusters.router,
             internal.router,
             internal_databases.router,

@@ -7,8 +7,9 @@ from shardz_common.worker import Periodic, WorkerSpec
 from shardz_provisioner.config import ProvisionerSettings
 from shardz_provisioner.db.tables import inbox, job_runs, outbox
 from shardz_provisioner.events.handlers import consumers
-from shardz_provisioner.services import lifecycle, reconciler, sizes
+from shardz_provisioner.services import dump_runner, dump_sweeper, lifecycle, reconciler, sizes
 from shardz_provisioner.services.clusters import ClusterRegistry
+from shardz_provisioner.services.dumpstore import DumpStore
 from shardz_provisioner.services.moves import MoveRunner
 
 
@@ -63,6 +64,17 @@ def spec(settings: ProvisionerSettings | None = None) -> WorkerSpec:
     async def meter(sessions: async_sessionmaker[AsyncSession]) -> None:
         await reconciler.meter(sessions, registry)
 
+    store = DumpStore(settings)
+
+    # one job at a time per worker process; more workers run more jobs at once
+    async def run_dumps(sessions: async_sessionmaker[AsyncSession]) -> None:
+        while await dump_runner.run_next(sessions, registry, settings, store):
+            pass
+
+    async def sweep_dumps(sessions: async_sessionmaker[AsyncSession]) -> None:
+        while await dump_sweeper.sweep(sessions, settings, store):
+            pass
+
     return WorkerSpec(
         settings=settings,
         outbox=outbox,
@@ -80,6 +92,10 @@ def spec(settings: ProvisionerSettings | None = None) -> WorkerSpec:
             ),
             # one report per database and interval, however many workers run
             Periodic("meter-usage", settings.metering_interval_seconds, meter, singleton=True),
+            Periodic("run-dumps", settings.dump_poll_seconds, run_dumps),
+            Periodic(
+                "sweep-dumps", settings.dump_sweep_interval_seconds, sweep_dumps, singleton=True
+            ),
         ],
         job_runs=job_runs,
     )

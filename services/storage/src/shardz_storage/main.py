@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from shardz_common.app import create_service_app
-from shardz_storage.api import links, objects, space
+from shardz_storage.api import internal, links, objects, space
 from shardz_storage.config import StorageSettings
 from shardz_storage.services.backend import Backend
 
@@ -20,7 +20,7 @@ def create_app(settings: StorageSettings | None = None) -> FastAPI:
     return create_service_app(
         settings,
         title="SmallShardz storage",
-        routers=[space.router, objects.router, links.router],
+        routers=[space.router, objects.router, links.router, internal.router],
         on_startup=startup,
         on_shutdown=shutdown,
     )

@@ -14,10 +14,11 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shardz_common.db import new_metadata
@@ -165,6 +166,49 @@ class Move(Base):
             "created_at",
             postgresql_where=text("state IN ('queued', 'running', 'switched')"),
         ),
+    )
+
+
+class DumpJob(Base):
+    """An export (pg_dump of a database) or an import (a dump restored into it), run by the
+    worker: receiving (import body arriving) -> queued -> running -> done | failed."""
+
+    __tablename__ = "dump_jobs"
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), nullable=False)  # export | import
+    database_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("databases.id"), nullable=False
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    # a running job belongs to the worker that renews this; past it, another takes over
+    lease_until: Mapped[datetime | None] = _ts(nullable=True)
+    # the dump in the platform's dumps bucket: the export, or an import's uploaded body
+    store_key: Mapped[str | None] = mapped_column(Text)
+    # an import from the user's storage: the object's key there
+    source_key: Mapped[str | None] = mapped_column(Text)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    format: Mapped[str | None] = mapped_column(String(10))  # custom | plain
+    applied: Mapped[int | None] = mapped_column(Integer)  # statements an import applied
+    refused: Mapped[list[dict[str, str]]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'[]'::jsonb")
+    )
+    refused_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)  # why it failed, in words for the user
+    created_at: Mapped[datetime] = _ts()
+    started_at: Mapped[datetime | None] = _ts(nullable=True)
+    finished_at: Mapped[datetime | None] = _ts(nullable=True)
+    expires_at: Mapped[datetime | None] = _ts(nullable=True)  # an export's removal
+    __table_args__ = (
+        Index("ix_dump_jobs_database", "database_id", "kind", "created_at"),
+        Index(
+            "ix_dump_jobs_open",
+            "status",
+            "created_at",
+            postgresql_where=text("status IN ('receiving', 'queued', 'running')"),
+        ),
+        Index("ix_dump_jobs_stored", "expires_at", postgresql_where=text("store_key IS NOT NULL")),
     )
 
 

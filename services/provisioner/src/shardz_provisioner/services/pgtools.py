@@ -1,6 +1,7 @@
-"""pg_dump and pg_restore between two clusters, the way an operator would pipe them, but
-with argument lists (never a shell string) and the password in the environment (never on a
-command line, where `ps` shows it to every local user)."""
+"""PostgreSQL's client programs (pg_dump, pg_restore) of the tenant cluster's major version:
+between two clusters for a move, the way an operator would pipe them, and as a tenant for its
+exports and imports; always with argument lists (never a shell string) and the password in
+the environment (never on a command line, where `ps` shows it to every local user)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+from psycopg import AsyncConnection
 from psycopg.conninfo import conninfo_to_dict
 
 log = structlog.get_logger(__name__)
@@ -148,3 +150,55 @@ async def schema_fingerprint(tools: Path, source: Endpoint) -> str:
         line for line in out.splitlines() if not line.startswith((b"\\restrict", b"\\unrestrict"))
     ]
     return hashlib.sha256(b"\n".join(kept)).hexdigest()
+
+
+# ---- exports and imports: the tenant's own login ------------------------------------------
+
+
+class ToolMissing(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Login:
+    """How a job reaches a tenant database: the platform-owned terminal login, which acts as
+    the tenant's role after SET ROLE (see provisioning.ensure_terminal_login)."""
+
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str
+    role: str
+    major: int
+
+    def environment(self) -> dict[str, str]:
+        """The whole environment of a client program: the password travels here, never on
+        its command line, and none of the worker's own secrets are passed on."""
+        return {
+            "PATH": "/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "PGHOST": self.host,
+            "PGPORT": str(self.port),
+            "PGDATABASE": self.database,
+            "PGUSER": self.user,
+            "PGPASSWORD": self.password,
+            "PGAPPNAME": "shardz-dumps",
+            "PGCONNECT_TIMEOUT": "10",
+        }
+
+
+async def server_major(conn: AsyncConnection) -> int:
+    cur = await conn.execute("SELECT pg_catalog.current_setting('server_version_num')::int")
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]) // 10000
+
+
+def program(pg_root: str, major: int, name: str) -> str:
+    """`<pg_root>/<major>/bin/<name>`: a dump made or read by another major version's
+    tools is refused or subtly wrong, so there is no fallback to whatever is on PATH."""
+    path = Path(pg_root) / str(major) / "bin" / name
+    if not os.access(path, os.X_OK):
+        raise ToolMissing(f"{name} for PostgreSQL {major} is not installed on the worker's host")
+    return str(path)
