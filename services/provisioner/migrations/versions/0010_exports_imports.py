@@ -1,7 +1,7 @@
 """dump_jobs: exports (pg_dump) and imports (restores) that the worker runs
 
 Revision ID: 0010
-Revises: 0008 (re-chained onto 0009, the database moves, at merge)
+Revises: 0009
 """
 
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
