@@ -30,6 +30,8 @@ def service_env(
             "PROVISIONER_TENANT_CLUSTERS": clusters_json(clusters),
             "STORAGE_S3_ENDPOINT": s3_endpoint(config),
             "STORAGE_S3_REGION": "us-east-1",
+            # the gateway's internal location that streams download bodies from the store
+            "STORAGE_DOWNLOAD_HANDOFF_LOCATION": "/.storage-backend/",
         }
     )
     for service in KNOWN_SERVICES:

@@ -6,8 +6,10 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from shardz_devstack.config import KNOWN_SERVICES, StackConfig, repo_root
+from shardz_devstack.seaweed import s3_endpoint
 
 TEMPLATE = repo_root() / "deploy" / "gateway" / "nginx.conf.template"
 PLACEHOLDER_INDEX = """<!doctype html>
@@ -56,6 +58,7 @@ def render(config: StackConfig) -> str:
         "@@BASE@@": config.base_domain,
         "@@DASHBOARD_ROOT@@": str(dashboard_root(config)),
         "@@PROBLEMS@@": str(TEMPLATE.parent / "problems.conf"),
+        "@@S3_HOST@@": urlsplit(s3_endpoint(config)).netloc,
     }
     text = TEMPLATE.read_text()
     for key, value in replacements.items():

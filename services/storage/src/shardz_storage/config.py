@@ -45,3 +45,8 @@ class StorageSettings(ServiceSettings):
     # storage.usage.reported goes out at most this long after a change (coalesced per user).
     usage_report_interval_seconds: float = 10.0
     s3_timeout_seconds: float = 60.0
+    # Where the gateway fetches object bytes itself: an `internal` nginx location that proxies
+    # to the store (deploy/gateway). Set, a download is authorised and answered here (headers,
+    # 304, 416) and its body handed to the gateway with X-Accel-Redirect; unset (an Ingress
+    # without that location), the bytes stream through this process.
+    download_handoff_location: str | None = None

@@ -130,11 +130,16 @@ async def list_objects(
 
 @router.api_route("/{key:path}", methods=["GET", "HEAD"], response_class=Response)
 async def get_object(
-    key: str, request: Request, session: ReadSessionDep, user: CurrentUser, backend: BackendDep
+    key: str,
+    request: Request,
+    session: ReadSessionDep,
+    user: CurrentUser,
+    backend: BackendDep,
+    settings: SettingsDep,
 ) -> Response:
     """The bytes, with ETag, Last-Modified, Range (206/416) and If-None-Match (304)."""
     obj = await objects.get_owned(session, user.id, _key(request))
-    return await downloads.respond(request, backend, obj)
+    return await downloads.respond(request, backend, settings, obj)
 
 
 @router.delete("/{key:path}", status_code=204)

@@ -62,6 +62,7 @@ class Upload:
         self._upload_id: str | None = None
         self._parts: list[asyncio.Task[str]] = []
         self._heartbeat: asyncio.Task[None] | None = None
+        self._beat_timer: asyncio.TimerHandle | None = None
 
     async def start(self, key: str | None) -> None:
         """Hold the quota: the whole Content-Length, or a first step when it is unknown."""
@@ -69,7 +70,20 @@ class Upload:
         self.reservation = await quota.reserve(
             self.sessions, self.pool, self.settings, self.user_id, key, first
         )
+        # Most uploads end long before their reservation could expire: a timer (no task per
+        # request) starts the heartbeat only for those that last.
+        self._beat_timer = asyncio.get_running_loop().call_later(
+            self.settings.reservation_ttl_seconds / 3, self._start_beat
+        )
+
+    def _start_beat(self) -> None:
         self._heartbeat = asyncio.create_task(self._beat())
+
+    def _stop_beat(self) -> None:
+        if self._beat_timer is not None:
+            self._beat_timer.cancel()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
 
     async def feed(self, data: bytes) -> None:
         r = self.reservation
@@ -117,9 +131,9 @@ class Upload:
         r = self.reservation
         assert r is not None
         while True:
-            await asyncio.sleep(self.settings.reservation_ttl_seconds / 3)
             with contextlib.suppress(Exception):
                 await quota.touch(self.sessions, self.settings, r)
+            await asyncio.sleep(self.settings.reservation_ttl_seconds / 3)
 
     async def finish(self, key: str, content_type: str) -> Stored:
         r = self.reservation
@@ -138,8 +152,7 @@ class Upload:
 
     async def abort(self) -> None:
         """Give the quota back; the store object or multipart upload becomes a deletion intent."""
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
+        self._stop_beat()
         for t in self._parts:
             t.cancel()
         await asyncio.gather(*self._parts, return_exceptions=True)
@@ -156,8 +169,7 @@ class Upload:
     async def _commit(self, key: str, etag: str, content_type: str) -> Stored:
         r = self.reservation
         assert r is not None
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
+        self._stop_beat()
         params = (
             r.id,
             r.user_id,
