@@ -231,6 +231,40 @@ def test_ingress_routes_what_the_gateway_routes() -> None:
     assert not any("internal" in path for _, path, _, _ in routes)
 
 
+def test_the_storage_ingress_passes_paths_as_sent_and_streams() -> None:
+    """CONTRACT section 6: `PUT /v1/storage/objects//abs` must reach the service as written and
+    be refused there (422); nginx's default merge_slashes would store it as the key `abs`.
+    Bodies stream both ways with no size cap of the Ingress's own (the quota is the cap)."""
+    storage = [
+        ing
+        for ing in objects("Ingress").values()
+        if any(
+            p["path"] == "/v1/storage"
+            for rule in ing["spec"]["rules"]
+            for p in rule["http"]["paths"]
+        )
+    ]
+    assert len(storage) == 1
+    notes = storage[0]["metadata"]["annotations"]
+    snippet = [
+        line.strip() for line in notes["nginx.ingress.kubernetes.io/server-snippet"].split("\n")
+    ]
+    assert "merge_slashes off;" in snippet
+    assert notes["nginx.ingress.kubernetes.io/proxy-body-size"] == "0"
+    assert notes["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "off"
+    assert notes["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    # ingress-nginx takes one server-snippet per host: no other Ingress of the api host has one
+    # that would be ignored, or would win over this one
+    hosts = {rule["host"] for rule in storage[0]["spec"]["rules"]}
+    for ing in objects("Ingress").values():
+        if ing["metadata"]["name"] != storage[0]["metadata"]["name"] and hosts & {
+            rule["host"] for rule in ing["spec"]["rules"]
+        }:
+            assert "nginx.ingress.kubernetes.io/server-snippet" not in ing["metadata"].get(
+                "annotations", {}
+            )
+
+
 def test_network_policies_keep_internal_between_platform_pods() -> None:
     policies = objects("NetworkPolicy")
     deny = [
