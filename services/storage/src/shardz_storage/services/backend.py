@@ -150,14 +150,13 @@ class Backend:
         async with self._bucket_lock:
             if self._bucket_ready:
                 return
-            url = self._bucket_url()
             try:
-                (await self._send("HEAD", url)).release()
+                (await self._send("HEAD", self._bucket_url("HEAD"))).release()
             except StoreUnavailable as exc:
                 if not isinstance(exc.__cause__, StoreRefused) or exc.__cause__.status != 404:
                     raise
                 try:
-                    (await self._send("PUT", url)).release()
+                    (await self._send("PUT", self._bucket_url("PUT"))).release()
                 except StoreUnavailable as exc:
                     code = exc.__cause__.code if isinstance(exc.__cause__, StoreRefused) else ""
                     if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
@@ -180,8 +179,8 @@ class Backend:
         signed: str = request.url
         return signed
 
-    def _bucket_url(self) -> str:
-        request = AWSRequest(method="GET", url=f"{self.endpoint}/{self.bucket}")
+    def _bucket_url(self, method: str) -> str:
+        request = AWSRequest(method=method, url=f"{self.endpoint}/{self.bucket}")
         self._signers[PRESIGN_SECONDS].add_auth(request)
         signed: str = request.url
         return signed
