@@ -94,31 +94,23 @@ def s3_client(env: dict[str, str]) -> Any:
     )
 
 
-def floor_transfers(env: dict[str, str], data: bytes) -> dict[str, float]:
-    client = s3_client(env)
-    with suppress(client.exceptions.BucketAlreadyOwnedByYou):
-        client.create_bucket(Bucket=BUCKET)
-    up, down, single = [], [], []
-    for i in range(REPS + 1):
-        key = f"floor/{i}"
-        t = time.perf_counter()
-        client.upload_fileobj(io.BytesIO(data), BUCKET, key)
-        up.append(mbps(len(data), time.perf_counter() - t))
-        sink = Sink()
-        t = time.perf_counter()
-        client.download_fileobj(BUCKET, key, sink)
-        down.append(mbps(sink.n, time.perf_counter() - t))
-        assert sink.n == len(data)
-        url = client.generate_presigned_url(
-            "get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=600
-        )
-        single.append(_one_stream_mbps(url, len(data)))
-        client.delete_object(Bucket=BUCKET, Key=key)
-    return {
-        "floor_up": statistics.median(up[1:]),
-        "floor_down": statistics.median(down[1:]),
-        "floor_down_single": statistics.median(single[1:]),
-    }
+def floor_transfer(client: Any, data: bytes, i: int) -> dict[str, float]:
+    """One round of the floors: boto3 up and down, then one httpx stream down."""
+    key = f"floor/{i}"
+    t = time.perf_counter()
+    client.upload_fileobj(io.BytesIO(data), BUCKET, key)
+    up = mbps(len(data), time.perf_counter() - t)
+    sink = Sink()
+    t = time.perf_counter()
+    client.download_fileobj(BUCKET, key, sink)
+    down = mbps(sink.n, time.perf_counter() - t)
+    assert sink.n == len(data)
+    url = client.generate_presigned_url(
+        "get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=600
+    )
+    single = _one_stream_mbps(url, len(data))
+    client.delete_object(Bucket=BUCKET, Key=key)
+    return {"floor_up": up, "floor_down": down, "floor_down_single": single}
 
 
 def _one_stream_mbps(url: str, size: int) -> float:
@@ -163,31 +155,42 @@ def ranged_download(url: str, headers: dict[str, str], size: int) -> int:
         return sum(workers.map(part, range(0, size, PART)))
 
 
-async def our_transfers(
-    client: httpx.AsyncClient, headers: dict[str, str], data: bytes
+async def our_transfer(
+    client: httpx.AsyncClient, headers: dict[str, str], data: bytes, i: int
 ) -> dict[str, float]:
-    up, down, single = [], [], []
+    """One round through the gateway: up, down boto3's way, down as one httpx stream."""
     full = {**headers, "Host": client.headers["Host"]}
+    path = f"/v1/storage/objects/bench/big-{i}"
+    t = time.perf_counter()
+    resp = await client.put(path, content=data, headers=headers)
+    up = mbps(len(data), time.perf_counter() - t)
+    assert resp.status_code == 201, resp.text
+    t = time.perf_counter()
+    n = await asyncio.to_thread(ranged_download, f"{client.base_url}{path}", full, len(data))
+    down = mbps(n, time.perf_counter() - t)
+    assert n == len(data)
+    t = time.perf_counter()
+    n = await one_stream(f"{client.base_url}{path}", full)
+    single = mbps(n, time.perf_counter() - t)
+    assert n == len(data)
+    assert (await client.delete(path, headers=headers)).status_code == 204
+    return {"up": up, "down": down, "down_single": single}
+
+
+async def transfers(
+    stack: Any, client: httpx.AsyncClient, headers: dict[str, str], data: bytes
+) -> dict[str, float]:
+    """Floor and platform rounds alternate, so a change of the machine's load between them
+    weighs on both sides alike; the first round of each warms up and is not counted."""
+    s3 = s3_client(stack.env)
+    with suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=BUCKET)
+    rounds: list[dict[str, float]] = []
     for i in range(REPS + 1):
-        path = f"/v1/storage/objects/bench/big-{i}"
-        t = time.perf_counter()
-        resp = await client.put(path, content=data, headers=headers)
-        up.append(mbps(len(data), time.perf_counter() - t))
-        assert resp.status_code == 201, resp.text
-        t = time.perf_counter()
-        n = await asyncio.to_thread(ranged_download, f"{client.base_url}{path}", full, len(data))
-        down.append(mbps(n, time.perf_counter() - t))
-        assert n == len(data)
-        t = time.perf_counter()
-        n = await one_stream(f"{client.base_url}{path}", full)
-        single.append(mbps(n, time.perf_counter() - t))
-        assert n == len(data)
-        assert (await client.delete(path, headers=headers)).status_code == 204
-    return {
-        "up": statistics.median(up[1:]),
-        "down": statistics.median(down[1:]),
-        "down_single": statistics.median(single[1:]),
-    }
+        got = await asyncio.to_thread(floor_transfer, s3, data, i)
+        got.update(await our_transfer(client, headers, data, i))
+        rounds.append(got)
+    return {name: statistics.median(r[name] for r in rounds[1:]) for name in rounds[0]}
 
 
 async def ops(send: Callable[[int], Any]) -> float:
@@ -257,8 +260,7 @@ async def measure(stack: Any) -> dict[str, float]:
         plan = await client.patch("/v1/storage", json={"plan": "storage-plus"}, headers=headers)
         assert plan.status_code == 200, plan.text
 
-        figures.update(await asyncio.to_thread(floor_transfers, stack.env, data))
-        figures.update(await our_transfers(client, headers, data))
+        figures.update(await transfers(stack, client, headers, data))
         del data
 
         small = os.urandom(SMALL)
