@@ -190,6 +190,7 @@ def gateway_routes(text: str) -> set[tuple[str, str, str]]:
     """(host label, location, upstream) for every proxied location of an nginx config."""
     routes = set()
     label = ""
+    pending: tuple[str, str] | None = None
     for line in text.splitlines():
         line = line.strip()
         if m := re.match(r"server_name\s+(?:~\^)?(\w+)\\?\.", line):
@@ -198,7 +199,9 @@ def gateway_routes(text: str) -> set[tuple[str, str, str]]:
             routes.add((label, m[1], m[2]))
         elif m := re.match(r"location\s+(.+?)\s*\{$", line):
             pending = (label, m[1])
-        elif m := re.match(r"proxy_pass\s+http://\$?(\w+);", line):
+        elif line == "internal;":
+            pending = None  # reached only by the gateway's own redirects, never a route
+        elif (m := re.match(r"proxy_pass\s+http://\$?(\w+);", line)) and pending:
             routes.add((*pending, m[1]))
     return routes
 

@@ -254,6 +254,22 @@ def test_k8s_gateway_config_passes_nginx_t(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stderr
 
 
+def test_the_ingress_passes_paths_as_sent_and_streams() -> None:
+    """CONTRACT section 6: `PUT /v1/storage/objects//abs` must reach the service as written and
+    be refused there (422); nginx's default merge_slashes would store it as the key `abs`.
+    Bodies stream both ways with no size cap of the Ingress's own (the quota is the cap)."""
+    (ingress,) = objects("Ingress").values()
+    notes = ingress["metadata"]["annotations"]
+    snippet = [
+        line.strip() for line in notes["nginx.ingress.kubernetes.io/server-snippet"].split("\n")
+    ]
+    assert "merge_slashes off;" in snippet
+    assert notes["nginx.ingress.kubernetes.io/proxy-body-size"] == "0"
+    assert notes["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "off"
+    assert notes["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    assert "merge_slashes off;" in gateway.K8S_CONFIG.read_text()
+
+
 def test_network_policies_keep_internal_between_platform_pods() -> None:
     policies = objects("NetworkPolicy")
     deny = [

@@ -35,6 +35,8 @@ def service_env(
             "PROVISIONER_S3_REGION": "us-east-1",
             "PROVISIONER_S3_ACCESS_KEY": secrets.get("STORAGE_S3_ACCESS_KEY", ""),
             "PROVISIONER_S3_SECRET_KEY": secrets.get("STORAGE_S3_SECRET_KEY", ""),
+            # the gateway's internal location that streams download bodies from the store
+            "STORAGE_DOWNLOAD_HANDOFF_LOCATION": "/.storage-backend/",
         }
     )
     for service in KNOWN_SERVICES:

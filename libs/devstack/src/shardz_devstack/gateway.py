@@ -10,11 +10,13 @@ import subprocess
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jinja2
 
 from shardz_common.settings import PlatformSettings
 from shardz_devstack.config import KNOWN_SERVICES, StackConfig, repo_root
+from shardz_devstack.seaweed import s3_endpoint
 
 GATEWAY_DIR = repo_root() / "deploy" / "gateway"
 TEMPLATE = GATEWAY_DIR / "nginx.conf.j2"
@@ -89,6 +91,8 @@ class Target:
     dashboard_root: str
     auth_limit: str
     api_docs_root: str = "/usr/share/nginx/api-docs"
+    # host:port of the object store for download handoffs (/.storage-backend/); "" for none
+    storage_backend: str = ""
     tls: Tls = field(default_factory=lambda: Tls())
     auth_rate: int = AUTH_RATE_DEFAULT
     user_line: str = ""
@@ -138,6 +142,7 @@ def render(config: StackConfig) -> str:
     run_dir = config.data_dir / "nginx"
     mime = Path("/etc/nginx/mime.types")
     rate = auth_rate(config)
+    backend = urlsplit(s3_endpoint(config)).netloc
     target = Target(
         kind="local",
         # The master runs as root here; workers drop to nobody and get the temp dirs chowned.
@@ -156,9 +161,13 @@ def render(config: StackConfig) -> str:
         auth_rate=rate,
         auth_limit=f"limit_req zone=auth burst={rate - 1} nodelay;",
         upstreams={
-            name: [f"127.0.0.1:{port}" for port in config.api_ports(name)]
-            for name in KNOWN_SERVICES
+            **{
+                name: [f"127.0.0.1:{port}" for port in config.api_ports(name)]
+                for name in KNOWN_SERVICES
+            },
+            "storage_backend": [backend],
         },
+        storage_backend=backend,
         hosts=_by_host(),
     )
     return _render(target)
@@ -198,6 +207,9 @@ def render_compose() -> str:
         auth_limit="include /etc/nginx/conf.d/auth-limit.rules;",
         tls=_CONTAINER_TLS,
         backends={name: f"{name}-api:{port}" for name, port in KNOWN_SERVICES.items()},
+        # storage in compose hands download bodies to the gateway (STORAGE_DOWNLOAD_HANDOFF_
+        # LOCATION); on Kubernetes the S3 endpoint is the deployment's: storage streams them
+        storage_backend="minio:9000",
         hosts=_by_host(),
     )
     return _render(target)

@@ -32,6 +32,9 @@ class StorageSettings(ServiceSettings):
     # Parts in flight per upload while the next one is read from the client (each holds up to
     # a part of memory until the store has it).
     parallel_parts: int = 1
+    # A body with a Content-Length up to this is read whole, stored, and then checked against
+    # the quota and indexed in one transaction (one database round trip instead of two).
+    whole_body_max_bytes: int = 1 * MIB
     # An upload without Content-Length reserves quota in steps of this size.
     reservation_step_bytes: int = 8 * MIB
     # A reservation not refreshed for this long belongs to a dead upload: the sweeper frees it.
@@ -45,3 +48,8 @@ class StorageSettings(ServiceSettings):
     # storage.usage.reported goes out at most this long after a change (coalesced per user).
     usage_report_interval_seconds: float = 10.0
     s3_timeout_seconds: float = 60.0
+    # Where the gateway fetches object bytes itself: an `internal` nginx location that proxies
+    # to the store (deploy/gateway). Set, a download is authorised and answered here (headers,
+    # 304, 416) and its body handed to the gateway with X-Accel-Redirect; unset (an Ingress
+    # without that location), the bytes stream through this process.
+    download_handoff_location: str | None = None

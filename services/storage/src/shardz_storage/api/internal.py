@@ -32,4 +32,6 @@ async def read_object(
     check_internal_secret(authorization, request.app.state.settings.secrets.storage_internal_secret)
     key = key_from_raw_path(request.scope.get("raw_path") or b"", f"{PREFIX}/{user_id}/".encode())
     obj = await objects.get_owned(session, user_id, key)
-    return await downloads.respond(request, backend, obj)
+    # a service reads this directly, not through the gateway: no X-Accel-Redirect handoff
+    direct = request.app.state.settings.model_copy(update={"download_handoff_location": None})
+    return await downloads.respond(request, backend, direct, obj)

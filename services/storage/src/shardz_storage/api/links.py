@@ -81,4 +81,4 @@ async def follow_link(
         raise Forbidden("the object of this link was deleted") from None
     if obj["version"] != version:
         raise Forbidden("the object of this link was replaced")
-    return await downloads.respond(request, backend, obj)
+    return await downloads.respond(request, backend, settings, obj)

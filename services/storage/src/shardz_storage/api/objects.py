@@ -15,7 +15,7 @@ from shardz_storage.domain.http import content_type
 from shardz_storage.domain.keys import MAX_KEY_BYTES, key_from_raw_path, validate_key
 from shardz_storage.services import downloads, objects
 from shardz_storage.services.forms import FormUpload, boundary_of
-from shardz_storage.services.uploads import Stored, Upload
+from shardz_storage.services.uploads import Stored, Upload, put_whole
 
 router = APIRouter(prefix="/v1/storage/objects", tags=["storage"])
 PREFIX = b"/v1/storage/objects/"
@@ -98,13 +98,31 @@ async def put_object(
 ) -> Response:
     """The raw body, streamed to the store; 201 for a new key, 200 when it replaces one."""
     key = _key(request)
-    upload = Upload(sessions, pool, backend, settings, user.id, _length(request))
+    length = _length(request)
+    media_type = content_type(request.headers.get("content-type"))
+    if length is not None and length <= settings.whole_body_max_bytes:
+        try:
+            stored = await put_whole(
+                sessions,
+                pool,
+                backend,
+                settings,
+                user.id,
+                key,
+                length,
+                request.stream(),
+                media_type,
+            )
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is listening any more
+        return _answer(stored)
+    upload = Upload(sessions, pool, backend, settings, user.id, length)
     try:
         await upload.start(key)
         async for chunk in request.stream():
             if chunk:
                 await upload.feed(chunk)
-        stored = await upload.finish(key, content_type(request.headers.get("content-type")))
+        stored = await upload.finish(key, media_type)
     except ClientDisconnect:
         await upload.abort()
         return Response(status_code=400)  # nobody is listening any more
@@ -161,11 +179,16 @@ async def list_objects(
     "/{key:path}", methods=["GET", "HEAD"], response_class=Response, responses=DOWNLOAD
 )
 async def get_object(
-    key: str, request: Request, session: ReadSessionDep, user: CurrentUser, backend: BackendDep
+    key: str,
+    request: Request,
+    session: ReadSessionDep,
+    user: CurrentUser,
+    backend: BackendDep,
+    settings: SettingsDep,
 ) -> Response:
     """The bytes, with ETag, Last-Modified, Range (206/416) and If-None-Match (304)."""
     obj = await objects.get_owned(session, user.id, _key(request))
-    return await downloads.respond(request, backend, obj)
+    return await downloads.respond(request, backend, settings, obj)
 
 
 @router.delete("/{key:path}", status_code=204)

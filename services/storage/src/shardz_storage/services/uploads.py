@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,9 +19,9 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shardz_common.errors import QuotaExceeded, Unavailable
+from shardz_common.errors import AccountSuspended, QuotaExceeded, Unauthenticated, Unavailable
 from shardz_storage.config import StorageSettings
-from shardz_storage.services import quota
+from shardz_storage.services import quota, spaces
 from shardz_storage.services.backend import Backend, Body
 
 log = structlog.get_logger(__name__)
@@ -62,6 +63,7 @@ class Upload:
         self._upload_id: str | None = None
         self._parts: list[asyncio.Task[str]] = []
         self._heartbeat: asyncio.Task[None] | None = None
+        self._beat_timer: asyncio.TimerHandle | None = None
 
     async def start(self, key: str | None) -> None:
         """Hold the quota: the whole Content-Length, or a first step when it is unknown."""
@@ -69,7 +71,20 @@ class Upload:
         self.reservation = await quota.reserve(
             self.sessions, self.pool, self.settings, self.user_id, key, first
         )
+        # Most uploads end long before their reservation could expire: a timer (no task per
+        # request) starts the heartbeat only for those that last.
+        self._beat_timer = asyncio.get_running_loop().call_later(
+            self.settings.reservation_ttl_seconds / 3, self._start_beat
+        )
+
+    def _start_beat(self) -> None:
         self._heartbeat = asyncio.create_task(self._beat())
+
+    def _stop_beat(self) -> None:
+        if self._beat_timer is not None:
+            self._beat_timer.cancel()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
 
     async def feed(self, data: bytes) -> None:
         r = self.reservation
@@ -117,9 +132,9 @@ class Upload:
         r = self.reservation
         assert r is not None
         while True:
-            await asyncio.sleep(self.settings.reservation_ttl_seconds / 3)
             with contextlib.suppress(Exception):
                 await quota.touch(self.sessions, self.settings, r)
+            await asyncio.sleep(self.settings.reservation_ttl_seconds / 3)
 
     async def finish(self, key: str, content_type: str) -> Stored:
         r = self.reservation
@@ -138,8 +153,7 @@ class Upload:
 
     async def abort(self) -> None:
         """Give the quota back; the store object or multipart upload becomes a deletion intent."""
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
+        self._stop_beat()
         for t in self._parts:
             t.cancel()
         await asyncio.gather(*self._parts, return_exceptions=True)
@@ -156,8 +170,7 @@ class Upload:
     async def _commit(self, key: str, etag: str, content_type: str) -> Stored:
         r = self.reservation
         assert r is not None
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
+        self._stop_beat()
         params = (
             r.id,
             r.user_id,
@@ -182,3 +195,59 @@ class Upload:
 
 
 _COMMIT = "SELECT * FROM storage_commit_upload(%s, %s, %s, %s, %s, %s, %s, %s)"
+
+
+async def put_whole(
+    sessions: async_sessionmaker[AsyncSession],
+    pool: AsyncConnectionPool[AsyncConnection],
+    backend: Backend,
+    settings: StorageSettings,
+    user_id: uuid.UUID,
+    key: str,
+    length: int,
+    chunks: AsyncIterator[bytes],
+    content_type: str,
+) -> Stored:
+    """A small body with a Content-Length: read whole (it is at most
+    `whole_body_max_bytes`), stored, then quota, usage and index in one transaction
+    (`storage_put_whole`). A refusal there leaves a deletion intent for the stored body; a
+    crash before it leaves an object no row owns, which the orphan scan removes."""
+    body = Body()
+    async for chunk in chunks:
+        body.add(chunk)
+        if body.size > length:
+            raise QuotaExceeded("the body is longer than its Content-Length")
+    size = body.size
+    backend_key = f"{user_id}/{uuid.uuid4()}"
+    try:
+        etag = await backend.put(backend_key, body)
+    except BaseException:
+        with contextlib.suppress(Exception):  # else the orphan scan finds it
+            await asyncio.shield(_forget(pool, backend_key))
+        raise
+    params = (user_id, key, backend_key, size, etag, content_type, settings.delete_grace_seconds)
+    for _ in range(2):
+        async with pool.connection(timeout=5) as conn:
+            cur = await conn.execute(_PUT_WHOLE, params)
+            outcome, at = await cur.fetchone() or ("absent", None)
+        if outcome != "absent":
+            break
+        async with sessions() as s, s.begin():  # the first request of this user
+            await spaces.ensure(s, settings, user_id)
+    if outcome in ("created", "replaced"):
+        return Stored(key, size, etag, content_type, at, created=outcome == "created")
+    if outcome == "suspended":
+        raise AccountSuspended(
+            "the account is suspended for an unpaid invoice: storage is read-only"
+        )
+    if outcome == "quota":
+        raise QuotaExceeded(f"{size} bytes do not fit in the free space of the quota")
+    raise Unauthenticated("the account was deleted")
+
+
+async def _forget(pool: AsyncConnectionPool[AsyncConnection], backend_key: str) -> None:
+    async with pool.connection(timeout=5) as conn:
+        await conn.execute("INSERT INTO deletions (backend_key) VALUES (%s)", (backend_key,))
+
+
+_PUT_WHOLE = "SELECT * FROM storage_put_whole(%s, %s, %s, %s, %s, %s, %s)"
