@@ -131,5 +131,5 @@ class DashboardCORSMiddleware(CORSMiddleware):
         response = super().preflight_response(request_headers)
         if response.status_code < 400:
             return response
-        detail = response.body.decode(errors="replace")  # e.g. "Disallowed CORS origin"
+        detail = bytes(response.body).decode(errors="replace")  # "Disallowed CORS origin"
         return problem(403, "forbidden", "Forbidden", f"CORS preflight refused: {detail}")
