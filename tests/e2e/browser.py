@@ -30,6 +30,11 @@ async def dashboard_page(origin: str) -> AsyncIterator[tuple[Page, list[str]]]:
             base_url=origin, viewport=DESKTOP, accept_downloads=True
         )
         await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=origin)
+        await context.add_init_script(
+            "document.addEventListener('securitypolicyviolation', e => console.error("
+            "'CSPV', e.violatedDirective, e.sourceFile, e.lineNumber, e.columnNumber, e.sample,"
+            " document.location.pathname))"
+        )
         page = await context.new_page()
         violations: list[str] = []
         page.on(
@@ -68,7 +73,10 @@ async def capture(page: Page, name: str) -> list[dict[str, Any]]:
     for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
         await page.set_viewport_size(size)
         await page.wait_for_timeout(150)  # let the layout settle
-        await page.screenshot(path=ARTIFACTS / f"{name}-{label}.png", full_page=True)
+        # caret="initial": hiding the caret would inject a <style>, which the CSP refuses
+        await page.screenshot(
+            path=ARTIFACTS / f"{name}-{label}.png", full_page=True, caret="initial"
+        )
         found += [{**p, "page": name, "width": label} for p in await axe_problems(page)]
     await page.set_viewport_size(DESKTOP)
     return found

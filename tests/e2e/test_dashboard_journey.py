@@ -83,7 +83,7 @@ async def test_the_dashboard_journey(gateway: httpx.AsyncClient, stack: RunningS
         await run_sql(page, "select * from notes order by id;")
         await expect(log.locator("pre.result", has_text="(2 rows)")).to_be_visible()
         result = await log.locator("pre.result").last.inner_text()
-        assert re.search(r"id \| body", result) and "world" in result, result
+        assert re.search(r"id \|\s+body", result) and "world" in result, result
         await run_sql(page, "selec 1;")
         error = log.locator("pre.error").last
         await expect(error).to_contain_text("syntax error")
@@ -106,7 +106,7 @@ async def test_the_dashboard_journey(gateway: httpx.AsyncClient, stack: RunningS
         await expect(bar).to_be_visible()
         await expect(page.locator(".upload").get_by_text("done")).to_be_visible(timeout=30_000)
         assert await bar.get_attribute("value") == await bar.get_attribute("max")
-        await expect(page.get_by_role("cell", name="report.bin")).to_be_visible()
+        await expect(page.get_by_role("cell", name="report.bin", exact=True)).to_be_visible()
         findings += await capture(page, "storage")
         async with page.expect_download() as download_info:
             await page.get_by_role("button", name="Download report.bin").click()
@@ -139,7 +139,7 @@ async def test_the_dashboard_journey(gateway: httpx.AsyncClient, stack: RunningS
         await expect(page.get_by_text("No API keys")).to_be_visible()
         await page.get_by_label("Key name").fill("ci-deploy")
         await page.get_by_role("button", name="Create key").click()
-        key = await page.get_by_label("New API key").input_value()
+        key = await page.get_by_role("textbox", name="New API key").input_value()
         assert key.startswith("shz_")
         findings += await capture(page, "api-keys")
         authed = await gateway.get("/v1/users/me", headers={"Authorization": f"Bearer {key}"})
@@ -167,5 +167,5 @@ async def test_the_dashboard_journey(gateway: httpx.AsyncClient, stack: RunningS
         await page.reload()
         await expect(page.get_by_role("heading", name="Log in to SmallShardz")).to_be_visible()
 
-        assert csp_violations == []
+        assert csp_violations == [], csp_violations
     assert findings == [], findings

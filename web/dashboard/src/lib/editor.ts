@@ -1,5 +1,7 @@
-// The SQL input: CodeMirror 6 (its styles go through constructable style sheets, so it runs
-// under the gateway's CSP without 'unsafe-inline').
+// The SQL input: CodeMirror 6, mounted in a shadow root. In a document CodeMirror adds its
+// styles as a <style> element, which the gateway's CSP (style-src 'self') refuses; in a
+// shadow root it uses constructable style sheets, which CSP does not govern. Colours come in
+// through the app's CSS variables, which cross the shadow boundary.
 import { defaultKeymap, history, historyKeymap } from "@codemirror/commands";
 import { sql, PostgreSQL } from "@codemirror/lang-sql";
 import { EditorState, Prec } from "@codemirror/state";
@@ -12,7 +14,21 @@ export interface EditorHooks {
   next: () => string | null;
 }
 
-export function createEditor(parent: HTMLElement, hooks: EditorHooks): EditorView {
+const theme = EditorView.theme({
+  "&": { color: "var(--text)", backgroundColor: "var(--panel)", minHeight: "4.5rem", borderRadius: "6px" },
+  "&.cm-focused": { outline: "3px solid var(--focus)", outlineOffset: "2px" },
+  ".cm-content": {
+    fontFamily: 'ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace',
+    caretColor: "var(--text)",
+    minHeight: "4.5rem",
+  },
+  ".cm-cursor": { borderLeftColor: "var(--text)" },
+  ".cm-placeholder": { color: "var(--muted)" },
+  "&.cm-focused .cm-selectionBackground, .cm-selectionBackground": { backgroundColor: "var(--code-bg)" },
+});
+
+export function createEditor(host: HTMLElement, hooks: EditorHooks): EditorView {
+  const parent = host.shadowRoot ?? host.attachShadow({ mode: "open" });
   const replace = (view: EditorView, text: string | null) => {
     if (text === null) return false;
     view.dispatch({
@@ -52,6 +68,7 @@ export function createEditor(parent: HTMLElement, hooks: EditorHooks): EditorVie
   ]);
   return new EditorView({
     parent,
+    root: parent,
     state: EditorState.create({
       extensions: [
         Prec.highest(keys),
@@ -60,6 +77,7 @@ export function createEditor(parent: HTMLElement, hooks: EditorHooks): EditorVie
         sql({ dialect: PostgreSQL }),
         placeholder("select 1;  — Enter runs a statement ending in ';', Shift+Enter adds a line"),
         EditorView.lineWrapping,
+        theme,
         EditorView.contentAttributes.of({ "aria-label": "SQL input", "aria-multiline": "true" }),
       ],
     }),
