@@ -94,6 +94,11 @@ async def test_the_dashboard_journey(gateway: httpx.AsyncClient, stack: RunningS
         await expect(log.locator("pre.error").last).to_contain_text("cancel", timeout=15_000)
         await expect(log.get_by_text("Running…")).to_have_count(0)
         findings += await capture(page, "terminal")
+        toggle = page.get_by_role("button", name="Switch light or dark theme")
+        await toggle.click()  # the dark theme must pass the same contrast checks
+        await expect(page.locator("html[data-theme=dark]")).to_have_count(1)
+        findings += await capture(page, "terminal-dark")
+        await toggle.click()
 
         # ---- storage: upload with progress, download the same bytes --------------------
         await page.get_by_role("link", name="Storage").click()
