@@ -76,8 +76,19 @@ if [ -z "$(pg_major)" ]; then
     [ -n "$(pg_major)" ] || die "PostgreSQL >= $MIN_PG is needed; this release's is older (add the PGDG repository)"
 fi
 command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || apt_install rabbitmq-server
-# the web pages the gateway serves (API reference, dashboard) are built with npm
-command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+
+# The web dashboard (web/dashboard) and the API reference (web/api-docs) build with node and
+# npm (Debian's are recent enough);
+# its browser tests (tests/e2e) drive Debian's Chromium.
+if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+    apt_install nodejs npm
+fi
+[ -x /usr/bin/chromium ] || apt_install chromium
+if [ ! -f web/dashboard/node_modules/.package-lock.json ] \
+    || [ web/dashboard/package-lock.json -nt web/dashboard/node_modules/.package-lock.json ]; then
+    log "npm ci (web/dashboard)"
+    (cd web/dashboard && npm ci --no-audit --no-fund --loglevel=error)
+fi
 if [ "${1:-}" = "--bench" ]; then
     command -v wrk >/dev/null 2>&1 || apt_install wrk
 fi

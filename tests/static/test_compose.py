@@ -157,7 +157,7 @@ def test_compose_gateway_is_rendered_from_the_route_table() -> None:
     )
     routes = gateway_routes(compose_conf)
     assert routes == route_table()
-    assert {label for label, _, _ in routes} == {"api", "terminal"}
+    assert {label for label, _, _ in routes} == {"api", "terminal", "dashboard"}
     assert {svc for _, _, svc in routes} == set(KNOWN_SERVICES)
     for name, port in KNOWN_SERVICES.items():
         assert f"set ${name} {name}-api:{port};" in compose_conf

@@ -32,7 +32,11 @@ from shardz_common.db import (
 from shardz_common.errors import install_error_handlers
 from shardz_common.events import SigningKeyRevoked
 from shardz_common.logging import configure_logging
-from shardz_common.middleware import MetricsMiddleware, RequestIdMiddleware
+from shardz_common.middleware import (
+    DashboardCORSMiddleware,
+    MetricsMiddleware,
+    RequestIdMiddleware,
+)
 from shardz_common.openapi import install_openapi
 from shardz_common.settings import ServiceSettings
 from shardz_common.telemetry import configure_tracing, fastapi_telemetry, instrument_engine
@@ -106,6 +110,16 @@ def create_service_app(
     )
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware)
+    # The dashboard calls the APIs with a bearer token, never a cookie: no credentials,
+    # exactly one origin; inside RequestIdMiddleware so refusals carry the request id.
+    app.add_middleware(
+        DashboardCORSMiddleware,
+        allow_origins=[settings.platform.dashboard_url()],
+        allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        expose_headers=["X-Request-ID", "ETag", "Content-Disposition", "Retry-After"],
+        max_age=600,
+    )
     app.add_middleware(RequestIdMiddleware)
     for router in routers:
         app.include_router(router)

@@ -11,6 +11,8 @@ import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shardz_common.context import request_id_var
@@ -120,3 +122,14 @@ class MetricsMiddleware:
                 self._children[key] = children
             children[0].inc()
             children[1].observe(time.perf_counter() - start)
+
+
+class DashboardCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, whose refused preflight is problem+json like every other 4xx."""
+
+    def preflight_response(self, request_headers: Any) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        detail = bytes(response.body).decode(errors="replace")  # "Disallowed CORS origin"
+        return problem(403, "forbidden", "Forbidden", f"CORS preflight refused: {detail}")

@@ -34,6 +34,15 @@ class PlatformSettings(BaseSettings):
     # Addresses whose X-Forwarded-For is believed (the gateway); e.g. a pod CIDR on Kubernetes.
     trusted_proxies: str = "127.0.0.1"
     log_level: str = "INFO"
+    # The web dashboard's origin: the only one CORS admits on the APIs and the only one whose
+    # cookie-mode auth calls identity accepts; empty: http://dashboard.<base>:<gateway port>.
+    dashboard_origin: str = ""
+
+    def dashboard_url(self) -> str:
+        if self.dashboard_origin:
+            return self.dashboard_origin.rstrip("/")
+        port = "" if self.gateway_port == 80 else f":{self.gateway_port}"
+        return f"http://dashboard.{self.base_domain}{port}"
 
 
 class InternalSecrets(BaseSettings):

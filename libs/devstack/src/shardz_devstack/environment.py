@@ -44,6 +44,11 @@ def service_env(
         env[f"{upper}_PORT"] = str(config.port(service))
         env[f"{upper}_DATABASE_URL"] = control_database_url(config, service)
         env[f"PLATFORM_{upper}_URL"] = config.internal_url(service)
+    # Paystack sends the payer back to the dashboard's result page after checkout
+    port = "" if config.gateway_port == 80 else f":{config.gateway_port}"
+    env["BILLING_PAYSTACK_CALLBACK_URL"] = (
+        f"http://dashboard.{config.base_domain}{port}/billing/result"
+    )
     env.update(config.settings)
     if "billing" in config.services and "BILLING_PAYSTACK_BASE_URL" not in (overrides or {}):
         # no Paystack given: the local stand-in (started by `commands`) plays it

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import jinja2
 
 from shardz_common.settings import PlatformSettings
+from shardz_devstack import dashboard
 from shardz_devstack.config import KNOWN_SERVICES, StackConfig, repo_root
 from shardz_devstack.seaweed import s3_endpoint
 
@@ -248,13 +249,14 @@ def write_generated() -> list[Path]:
 
 
 def dashboard_root(config: StackConfig) -> Path:
-    """A copy of `web/dashboard` under the stack's data folder, where nginx's workers can read
-    it (a checkout in a 0700 home is out of their reach); a placeholder when nothing is built."""
-    source = repo_root() / "web" / "dashboard"
+    """A copy of the built dashboard (web/dashboard/dist, built first when its sources changed)
+    under the stack's data folder, where nginx's workers can read it (a checkout in a 0700
+    home is out of their reach); a placeholder when there is no dashboard source."""
+    built = dashboard.build()
     target = config.data_dir / "nginx" / "dashboard"
     shutil.rmtree(target, ignore_errors=True)
-    if (source / "index.html").exists():
-        shutil.copytree(source, target, ignore=shutil.ignore_patterns("node_modules"))
+    if built is not None and (built / "index.html").exists():
+        shutil.copytree(built, target, ignore=shutil.ignore_patterns(".source-hash"))
     else:
         target.mkdir(parents=True)
         (target / "index.html").write_text(PLACEHOLDER_INDEX)
