@@ -30,8 +30,14 @@ def stack_config():  # type: ignore[no-untyped-def]
     # slot 20: slots 10-19 would collide with the gRPC ports (+10,000) of the test slots
     from auth_bench import bench_stack_config
 
+    config = bench_stack_config(slot=20, name="bench-dumps")
+    # the test stacks cancel tenant statements after 15 s: the pg_dump by hand would be cut
+    ceilings = {
+        "PROVISIONER_STATEMENT_CEILING_SECONDS": "3600",
+        "PROVISIONER_IDLE_TRANSACTION_CEILING_SECONDS": "3600",
+    }
     return dataclasses.replace(
-        bench_stack_config(slot=20, name="bench-dumps"), services=("identity", "provisioner")
+        config, services=("identity", "provisioner"), settings={**config.settings, **ceilings}
     )
 
 

@@ -45,7 +45,7 @@ def export_key(database_id: uuid.UUID, job_id: uuid.UUID) -> str:
     return f"exports/{database_id}/{job_id}.dump"
 
 
-async def _fail(s: AsyncSession, job: DumpJob, reason: str) -> None:
+def _fail(job: DumpJob, reason: str) -> None:
     job.status, job.error, job.lease_until = "failed", reason, None
     job.finished_at = datetime.now(UTC)
 
@@ -87,13 +87,13 @@ async def claim(
             if busy is not None or db.status in ("provisioning", "moving"):
                 continue
             if db.status in ("deleting", "deleted"):
-                await _fail(s, job, "the database was deleted")
+                _fail(job, "the database was deleted")
                 continue
             if db.status == "suspended":
-                await _fail(s, job, "the database is suspended")
+                _fail(job, "the database is suspended")
                 continue
             if job.attempts >= settings.dump_max_attempts:
-                await _fail(s, job, f"interrupted {job.attempts} times; start it again")
+                _fail(job, f"interrupted {job.attempts} times; start it again")
                 continue
             job.status, job.attempts = "running", job.attempts + 1
             if job.kind == "export":  # recorded before it is written: the sweeper finds it

@@ -24,7 +24,7 @@ from shardz_provisioner.services.dumpstore import DumpStore
 from shardz_provisioner.services.restore import DumpUnreadable, Report, Restore
 
 READ_CHUNK = 1024 * 1024
-MAX_LINE_CHARS = 64 * 1024 * 1024
+MAX_LINE_BYTES = 64 * 1024 * 1024
 _TOOL_ERROR = re.compile(r"^(pg_dump|pg_restore): error: (.*)$")
 
 
@@ -152,18 +152,12 @@ def _fetch_from_storage(work: Work, user_id: uuid.UUID, key: str, into: IO[bytes
         raise Retry("the storage service is unavailable") from exc
 
 
-def _lines(stream: IO[bytes]) -> Iterator[str]:
-    """The dump's lines, each at most MAX_LINE_CHARS long (a row of COPY data is one line)."""
-    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-    try:
-        while line := text.readline(MAX_LINE_CHARS + 1):
-            if len(line) > MAX_LINE_CHARS:
-                raise DumpUnreadable(
-                    f"a line of the dump is longer than {MAX_LINE_CHARS} characters"
-                )
-            yield line
-    except UnicodeDecodeError as exc:
-        raise DumpUnreadable("the dump is neither a custom-format archive nor UTF-8 SQL") from exc
+def _lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """The dump's lines, each at most MAX_LINE_BYTES long (a row of COPY data is one line)."""
+    while line := stream.readline(MAX_LINE_BYTES + 1):
+        if len(line) > MAX_LINE_BYTES:
+            raise DumpUnreadable(f"a line of the dump is longer than {MAX_LINE_BYTES} bytes")
+        yield line
 
 
 def run_import(
@@ -219,7 +213,7 @@ def _apply_custom(work: Work, login: pgtools.Login, path: str) -> Report:
 def _apply(
     work: Work,
     login: pgtools.Login,
-    lines: Iterator[str],
+    lines: Iterator[bytes],
     complete: Callable[[], None] | None = None,
 ) -> Report:
     extensions = frozenset(

@@ -66,7 +66,7 @@ class Restore:
         """From another thread: stop the statement running now (the job is out of time)."""
         self.conn.cancel()
 
-    def run(self, lines: Iterator[str]) -> None:
+    def run(self, lines: Iterator[bytes]) -> None:
         """Apply everything and commit; raise (nothing kept) if the dump cannot be read."""
         self.conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(self.role)))
         with self.conn.transaction():
@@ -77,10 +77,16 @@ class Restore:
             if self.complete is not None:
                 self.complete()
 
-    def _apply(self, lines: Iterator[str]) -> None:
+    def _apply(self, lines: Iterator[bytes]) -> None:
         splitter = Splitter()
-        for line in lines:
+        for raw in lines:
             self._line += 1
+            try:
+                line = raw.decode()
+            except UnicodeDecodeError as exc:
+                raise DumpUnreadable(
+                    f"line {self._line} is neither a custom-format archive nor UTF-8 SQL"
+                ) from exc
             if splitter.idle:
                 header = _HEADER.match(line)
                 if header:
@@ -104,7 +110,7 @@ class Restore:
         what = self._object or command(statement.code)
         return f"{what} (line {self._line})"
 
-    def _statement(self, statement: Statement, lines: Iterator[str]) -> None:
+    def _statement(self, statement: Statement, lines: Iterator[bytes]) -> None:
         self.check()
         verdict = screen(statement.code, self.extensions)
         is_copy = copy_is_from_stdin(statement.code)
@@ -138,18 +144,19 @@ class Restore:
         self.report.applied += 1
 
 
-def _copy_data(lines: Iterator[str], restore: Restore) -> Iterator[bytes]:
-    """The rows after a COPY ... FROM stdin, up to its `\\.` line, in chunks."""
-    chunk: list[str] = []
+def _copy_data(lines: Iterator[bytes], restore: Restore) -> Iterator[bytes]:
+    """The rows after a COPY ... FROM stdin, up to its `\\.` line, in chunks: passed on as
+    bytes (the server checks their encoding), never decoded here."""
+    chunk: list[bytes] = []
     size = 0
     for line in lines:
         restore._line += 1
-        if line.rstrip("\r\n") == "\\.":
+        if line.rstrip(b"\r\n") == b"\\.":
             break
         chunk.append(line)
         size += len(line)
         if size >= COPY_CHUNK:
-            yield "".join(chunk).encode()
+            yield b"".join(chunk)
             chunk, size = [], 0
     if chunk:
-        yield "".join(chunk).encode()
+        yield b"".join(chunk)
