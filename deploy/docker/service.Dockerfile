@@ -53,6 +53,24 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 FROM base AS runtime
 ARG SERVICE
 ARG PORT=8100
+# The provisioner runs pg_dump and pg_restore of each tenant cluster's major version (moves,
+# exports, imports): PG_CLIENT_MAJORS="15 16 17" installs those clients from the PostgreSQL
+# project's apt repository into /usr/lib/postgresql/<major>/bin (PROVISIONER_PG_BIN_ROOT).
+ARG PG_CLIENT_MAJORS=""
+RUN if [ -n "${PG_CLIENT_MAJORS}" ]; then \
+        apt-get update \
+     && apt-get install -y --no-install-recommends ca-certificates curl \
+     && install -d /usr/share/postgresql-common/pgdg \
+     && curl -fsSL -o /usr/share/postgresql-common/pgdg/apt.postgresql.org.asc \
+            https://www.postgresql.org/media/keys/ACCC4CF8.asc \
+     && echo "deb [signed-by=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc]" \
+            "https://apt.postgresql.org/pub/repos/apt bookworm-pgdg main" \
+            > /etc/apt/sources.list.d/pgdg.list \
+     && apt-get update \
+     && apt-get install -y --no-install-recommends \
+            $(for major in ${PG_CLIENT_MAJORS}; do echo "postgresql-client-${major}"; done) \
+     && apt-get purge -y curl && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*; \
+    fi
 RUN groupadd --system --gid 10001 shardz \
  && useradd --system --uid 10001 --gid shardz --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin shardz

@@ -55,6 +55,7 @@ def test_dockerfile_builds_one_service_with_uv_as_non_root() -> None:
     assert "/healthz" in runtime
     assert re.search(r'^CMD \["api"\]$', runtime, re.M)
     assert 'python -m "shardz_${SHARDZ_SERVICE}"' in runtime
+    assert "postgresql-client-${major}" in runtime  # moves, exports and imports need them
     ignore = DOCKERFILE.with_name(DOCKERFILE.name + ".dockerignore").read_text().split()
     assert {".data", ".git", "**/.venv"} <= set(ignore)
 
@@ -246,3 +247,11 @@ def test_compose_keeps_unroutable_events_by_the_platforms_policy() -> None:
             assert svc["depends_on"]["rabbitmq-policies"]["condition"] == (
                 "service_completed_successfully"
             ), name
+
+
+def test_the_provisioner_image_carries_the_postgresql_clients_it_runs() -> None:
+    """Moves, exports and imports run pg_dump/pg_restore of the tenant cluster's major version
+    (PROVISIONER_PG_BIN_ROOT): compose builds the provisioner with them."""
+    args = compose()["services"]["provisioner-api"]["build"]["args"]
+    majors = str(args["PG_CLIENT_MAJORS"]).split()
+    assert "15" in majors and all(m.isdigit() for m in majors)
