@@ -120,6 +120,10 @@ async def test_killed_after_the_switch_the_move_completes(gateway, stack) -> Non
     assert await can_login(new_uri) and not await can_login(db["uri"])
     assert await checksum(new_uri) == rows
     assert await moved_events(stack, db["id"]) == 1
+    # in its grace period the old copy belongs to the move: no orphan
+    during = await gateway.get("/v1/clusters/orphans", headers=bearer(admin))
+    assert during.status_code == 200, during.text
+    assert all(db["username"] not in o["roles"] for o in during.json())
 
     # the stack's own worker drops the source once the grace period (3 s here) is over
     async def source_gone() -> bool:
