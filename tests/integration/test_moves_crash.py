@@ -18,7 +18,6 @@ from tests.integration.helpers import (
     provisioner_process,
     signup,
     wait_for,
-    wait_http,
 )
 from tests.integration.move_support import (
     active,
@@ -39,8 +38,15 @@ async def _move_and_die(stack, step: str, db: dict, target: str, admin: str) -> 
     """POST the move to a provisioner API that exits (137) when the move reaches `step`."""
     port = free_port()
     with faulty_provisioner(stack, step, PROVISIONER_PORT=str(port)) as api:
-        await wait_http(f"http://127.0.0.1:{port}/readyz")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as direct:
+
+            async def ready() -> bool:  # a loaded machine starts a process slowly
+                try:
+                    return (await direct.get("/readyz")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await wait_for(ready, timeout=120, interval=0.3)
             try:
                 resp = await direct.post(
                     f"/v1/databases/{db['id']}/move",
