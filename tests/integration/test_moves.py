@@ -279,6 +279,7 @@ async def test_a_tenants_function_met_during_the_copy_never_runs_as_a_superuser(
         await conn.execute(
             "CREATE FUNCTION public.grab() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN"
             " IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN"
+            " CREATE TABLE IF NOT EXISTS public.pwned (at timestamptz);"
             f" ALTER ROLE {role} SUPERUSER; END IF; RETURN true; END $$"
         )
         await conn.execute(
@@ -305,6 +306,12 @@ async def test_a_tenants_function_met_during_the_copy_never_runs_as_a_superuser(
             await wait_moved(gateway, token, db["id"], target.port)
         assert (await moves_of(gateway, admin, db["id"]))[0]["mode"] == mode
         assert not await superuser(target.admin_dsn)
+        # the function leaves this mark whenever it finds itself a superuser (the move's
+        # cut-over resets the role's flags, so the mark is what shows it ran as one)
+        inside = target.admin_dsn.rsplit("/", 1)[0] + "/" + db["database"]
+        async with await psycopg.AsyncConnection.connect(inside) as conn:
+            mark = await (await conn.execute("SELECT to_regclass('public.pwned')")).fetchone()
+        assert mark == (None,)
         uri = with_port(db["uri"], home.port, target.port)
         async with await psycopg.AsyncConnection.connect(uri) as conn:
             count = await (await conn.execute("SELECT count(*) FROM items")).fetchone()

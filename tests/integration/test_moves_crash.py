@@ -18,7 +18,6 @@ from tests.integration.helpers import (
     provisioner_process,
     signup,
     wait_for,
-    wait_http,
 )
 from tests.integration.move_support import (
     active,
@@ -39,8 +38,15 @@ async def _move_and_die(stack, step: str, db: dict, target: str, admin: str) -> 
     """POST the move to a provisioner API that exits (137) when the move reaches `step`."""
     port = free_port()
     with faulty_provisioner(stack, step, PROVISIONER_PORT=str(port)) as api:
-        await wait_http(f"http://127.0.0.1:{port}/readyz")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as direct:
+
+            async def ready() -> bool:  # a loaded machine starts a process slowly
+                try:
+                    return (await direct.get("/readyz")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await wait_for(ready, timeout=120, interval=0.3)
             try:
                 resp = await direct.post(
                     f"/v1/databases/{db['id']}/move",
@@ -120,6 +126,10 @@ async def test_killed_after_the_switch_the_move_completes(gateway, stack) -> Non
     assert await can_login(new_uri) and not await can_login(db["uri"])
     assert await checksum(new_uri) == rows
     assert await moved_events(stack, db["id"]) == 1
+    # in its grace period the old copy belongs to the move: no orphan
+    during = await gateway.get("/v1/clusters/orphans", headers=bearer(admin))
+    assert during.status_code == 200, during.text
+    assert all(db["username"] not in o["roles"] for o in during.json())
 
     # the stack's own worker drops the source once the grace period (3 s here) is over
     async def source_gone() -> bool:

@@ -136,11 +136,21 @@ async def find_orphans(
         # switch, the source until its grace period ends)
         known += (
             await s.execute(
-                select(Database.id, Move.to_cluster, Database.db_name, Database.role_name)
+                select(
+                    Database.id,
+                    Move.to_cluster.label("cluster"),
+                    Database.db_name,
+                    Database.role_name,
+                )
                 .join(Move, Move.database_id == Database.id)
                 .where(Move.state.in_(("queued", "running")))
                 .union_all(
-                    select(Database.id, Move.from_cluster, Database.db_name, Database.role_name)
+                    select(
+                        Database.id,
+                        Move.from_cluster.label("cluster"),
+                        Database.db_name,
+                        Database.role_name,
+                    )
                     .join(Move, Move.database_id == Database.id)
                     .where(Move.state == "switched")
                 )
