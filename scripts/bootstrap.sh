@@ -2,7 +2,7 @@
 # Installs what the local stack needs and makes sure PostgreSQL and RabbitMQ answer.
 # Safe to run again: every step checks first. Non-interactive (works with CI=true, no stdin).
 # Root installs system packages itself; anyone else needs passwordless sudo for that step.
-#   scripts/bootstrap.sh           uv, the Python workspace, nginx, PostgreSQL, RabbitMQ
+#   scripts/bootstrap.sh           uv, the Python workspace, nginx, PostgreSQL, RabbitMQ, npm
 #   scripts/bootstrap.sh --bench   the same, and the load generator the benchmarks run (wrk)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,9 +76,8 @@ if [ -z "$(pg_major)" ]; then
     [ -n "$(pg_major)" ] || die "PostgreSQL >= $MIN_PG is needed; this release's is older (add the PGDG repository)"
 fi
 command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || apt_install rabbitmq-server
-
-# The web dashboard (web/dashboard) builds with node and npm (Debian's are recent enough);
-# its browser tests (tests/e2e) drive Debian's Chromium.
+# The web pages the gateway serves (API reference, dashboard) are built with npm; the
+# dashboard's browser tests (tests/e2e) drive Debian's Chromium.
 if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
     apt_install nodejs npm
 fi

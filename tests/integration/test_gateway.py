@@ -8,6 +8,7 @@ import socket
 import httpx
 import pytest
 
+from shardz_devstack import apidocs
 from shardz_devstack.testing import RunningStack
 
 PROBLEM = "application/problem+json"
@@ -28,8 +29,6 @@ async def test_unknown_host_is_refused(gateway: httpx.AsyncClient) -> None:
         "/metrics",
         "/healthz",
         "/readyz",
-        "/openapi.json",
-        "/docs",
         "/v1/auth/../../internal/x",
         "/v1/auth/%2e%2e/%2e%2e/metrics",
         "/nowhere",
@@ -143,3 +142,33 @@ async def test_a_body_too_large_for_a_route_is_problem_json(gateway: httpx.Async
     assert resp.status_code == 413
     assert resp.headers["content-type"].startswith("application/problem+json")
     assert resp.json()["code"] == "payload_too_large"
+
+
+async def test_the_api_reference_is_served_from_the_gateway(gateway: httpx.AsyncClient) -> None:
+    """A developer scripting the platform finds one OpenAPI document of every public
+    operation at api.<base>/openapi.json and Swagger UI over it at /docs, nothing from a CDN."""
+    doc = await gateway.get("/openapi.json")
+    assert doc.status_code == 200
+    assert doc.headers["content-type"].startswith("application/json")
+    assert doc.json() == json.loads(apidocs.DOCUMENT.read_text())
+    assert "/v1/databases" in doc.json()["paths"]
+    assert not any(p.startswith("/internal") for p in doc.json()["paths"])
+
+    assert (await gateway.get("/docs")).status_code == 301
+    page = await gateway.get("/docs/")
+    assert page.status_code == 200 and "swagger-ui-bundle.js" in page.text
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "http" not in page.text.split("<body>", 1)[1], "every asset is served locally"
+    for asset in ("swagger-ui-bundle.js", "init.js", "swagger-ui.css"):
+        assert (await gateway.get(f"/docs/{asset}")).status_code == 200, asset
+
+
+@pytest.mark.parametrize("path", ["/v1/users/me", "/nowhere", "/.well-known/jwks.json"])
+async def test_every_answer_carries_the_security_headers_once(
+    gateway: httpx.AsyncClient, path: str
+) -> None:
+    response = await gateway.get(path)
+    assert response.headers.get_list("x-content-type-options") == ["nosniff"], path
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["x-request-id"]

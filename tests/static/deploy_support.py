@@ -9,7 +9,9 @@ fails these tests until it has its compose block, its gateway line and its k8s f
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import subprocess
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +27,9 @@ from shardz_devstack.config import KNOWN_SERVICES
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "deploy" / "docker" / "service.Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
-GATEWAY_COMPOSE = ROOT / "deploy" / "gateway" / "nginx.compose.conf"
+GATEWAY_DIR = ROOT / "deploy" / "gateway"
+GATEWAY_COMPOSE = GATEWAY_DIR / "nginx.compose.conf"
+GATEWAY_DOCKERFILE = ROOT / "deploy" / "docker" / "gateway.Dockerfile"
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
 
@@ -202,3 +206,27 @@ def gateway_routes(text: str) -> set[tuple[str, str, str]]:
 def route_table() -> set[tuple[str, str, str]]:
     """(host label, nginx location, service) of every route in deploy/gateway/routes.toml."""
     return {(r.host, r.location, r.service) for r in gateway.routes()}
+
+
+def nginx_check(conf_text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`nginx -t` on a container's gateway config as the container sees it: problems.conf and
+    the auth budget that gateway-env.sh writes into conf.d (the image's entrypoint runs it),
+    temp files under /tmp, upstream Services resolved to this machine."""
+    conf_d = tmp_path / "conf.d"
+    conf_d.mkdir()
+    subprocess.run(
+        ["sh", str(GATEWAY_DIR / "gateway-env.sh")],
+        env={"PATH": os.environ["PATH"], "GATEWAY_CONF_DIR": str(conf_d)},
+        check=True,
+    )
+    text = re.sub(r"server \w+-api:", "server 127.0.0.1:", conf_text)  # no cluster DNS here
+    text = text.replace("/etc/nginx/problems.conf", str(GATEWAY_DIR / "problems.conf"))
+    text = text.replace(" /tmp/", f" {tmp_path}/").replace("/etc/nginx/conf.d", str(conf_d))
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(text)
+    return subprocess.run(
+        ["nginx", "-t", "-q", "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "e")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )

@@ -20,11 +20,14 @@ from shardz_devstack.config import KNOWN_SERVICES, StackConfig
 from tests.static.deploy_support import (
     DOCKERFILE,
     GATEWAY_COMPOSE,
+    GATEWAY_DOCKERFILE,
+    ROOT,
     SERVICES,
     check_settings,
     compose,
     compose_vars,
     gateway_routes,
+    nginx_check,
     prefix,
     route_table,
     settings_class,
@@ -174,22 +177,33 @@ def test_compose_gateway_points_at_compose_services() -> None:
         assert f"{name}-api" in services
 
 
-@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
-def test_compose_gateway_config_passes_nginx_t(tmp_path: Path) -> None:
-    """The config as the container sees it: problems.conf mounted, and the auth budget
-    written into conf.d by auth-limit.sh, which the image's entrypoint runs."""
-    (tmp_path / "logs").mkdir()
-    conf_d = tmp_path / "conf.d"
-    conf_d.mkdir()
+def test_compose_gateway_runs_the_gateway_image_with_its_own_config() -> None:
     gw = compose()["services"]["gateway"]
-    assert "./deploy/gateway/problems.conf:/etc/nginx/problems.conf:ro" in gw["volumes"]
-    script = GATEWAY_COMPOSE.parent / "auth-limit.sh"
-    assert (
-        f"./deploy/gateway/{script.name}:/docker-entrypoint.d/30-auth-limit.sh:ro" in gw["volumes"]
-    )
-    assert "/etc/nginx/conf.d" in gw["tmpfs"]
+    assert gw["build"]["dockerfile"] == "deploy/docker/gateway.Dockerfile"
+    assert gw["image"].rsplit(":", 1)[0] == "smallshardz/gateway"
+    assert gw["volumes"] == ["./deploy/gateway/nginx.compose.conf:/etc/nginx/nginx.conf:ro"]
+    assert {"/tmp", "/etc/nginx/conf.d"} <= set(gw["tmpfs"]) and gw["read_only"] is True
+    assert "PLATFORM_AUTH_RATE_LIMIT_PER_MINUTE" in gw["environment"]
+    dockerfile = GATEWAY_DOCKERFILE.read_text()
+    for copied in re.findall(r"^COPY (?!--from)(?:--chmod=\S+ )?(\S+) ", dockerfile, re.MULTILINE):
+        assert (ROOT / copied).exists(), copied
+    assert "deploy/gateway/problems.conf /etc/nginx/problems.conf" in dockerfile
+    assert "deploy/gateway/gateway-env.sh /docker-entrypoint.d/" in dockerfile
+    script = GATEWAY_COMPOSE.parent / "gateway-env.sh"
     assert os.access(script, os.X_OK), "the entrypoint skips scripts that are not executable"
-    env = {"PATH": os.environ["PATH"], "AUTH_LIMIT_DIR": str(conf_d)}
+
+
+def test_gateway_env_script_writes_the_budget_and_tls_and_refuses_nonsense(
+    tmp_path: Path,
+) -> None:
+    script = GATEWAY_COMPOSE.parent / "gateway-env.sh"
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    env = {
+        "PATH": os.environ["PATH"],
+        "GATEWAY_CONF_DIR": str(tmp_path),
+        "GATEWAY_TLS_DIR": str(tls),
+    }
     refused = subprocess.run(
         ["sh", str(script)],
         env={**env, "PLATFORM_AUTH_RATE_LIMIT_PER_MINUTE": "lots"},
@@ -198,25 +212,21 @@ def test_compose_gateway_config_passes_nginx_t(tmp_path: Path) -> None:
     )
     assert refused.returncode != 0
     subprocess.run(
-        ["sh", str(script)],
-        env={**env, "PLATFORM_AUTH_RATE_LIMIT_PER_MINUTE": "30"},
-        check=True,
+        ["sh", str(script)], env={**env, "PLATFORM_AUTH_RATE_LIMIT_PER_MINUTE": "30"}, check=True
     )
-    assert "burst=29 nodelay" in (conf_d / "auth-limit.rules").read_text()
-    assert "rate=30r/m" in (conf_d / "auth-limit.conf").read_text()
-    conf = tmp_path / "nginx.conf"
-    text = GATEWAY_COMPOSE.read_text()
-    text = text.replace("/etc/nginx/problems.conf", str(GATEWAY_COMPOSE.parent / "problems.conf"))
-    conf.write_text(text.replace("/etc/nginx/conf.d", str(conf_d)))
-    check = subprocess.run(
-        [
-            *("nginx", "-t", "-q", "-p", str(tmp_path), "-c", str(conf)),
-            *("-e", str(tmp_path / "logs" / "error.log"), "-g", f"pid {tmp_path}/nginx.pid;"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    assert "burst=29 nodelay" in (tmp_path / "auth-limit.rules").read_text()
+    assert "rate=30r/m" in (tmp_path / "auth-limit.conf").read_text()
+    assert (tmp_path / "tls.listen").read_text() == ""  # no certificate: plain HTTP only
+    (tls / "tls.crt").write_text("x")
+    (tls / "tls.key").write_text("x")
+    subprocess.run(["sh", str(script)], env=env, check=True)
+    assert (tmp_path / "tls.listen").read_text().strip() == "listen 8443 ssl;"
+    assert f"ssl_certificate {tls}/tls.crt;" in (tmp_path / "tls.conf").read_text()
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+def test_compose_gateway_config_passes_nginx_t(tmp_path: Path) -> None:
+    check = nginx_check(GATEWAY_COMPOSE.read_text(), tmp_path)
     assert check.returncode == 0, check.stderr
 
 

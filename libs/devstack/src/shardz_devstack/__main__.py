@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from shardz_devstack import control, gateway
+from shardz_devstack import apidocs, control, gateway
 from shardz_devstack.config import StackConfig, state_root
 from shardz_devstack.dev import main_dev, status, stop_tenant
 from shardz_devstack.stack import prepare
@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="rewrite the committed compose and Kubernetes gateway configs instead",
     )
+    sub.add_parser("api-docs", help="rewrite docs/api/openapi.json, the merged public API")
     sub.add_parser("stop-tenant", help="stop the dev tenant Postgres cluster")
     sub.add_parser("control-role", help="create the control-plane PostgreSQL role if needed")
     args = parser.parse_args(argv)
@@ -48,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(path)
         else:
             print(gateway.write_config(config))
+        return 0
+    if args.command == "api-docs":
+        apidocs.write()
+        print(apidocs.DOCUMENT)
         return 0
     if args.command == "control-role":
         if config.control_dsn:

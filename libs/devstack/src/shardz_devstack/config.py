@@ -74,6 +74,10 @@ class StackConfig:
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     gateway_workers: int = 1
+    # optional TLS: a certificate and key (PEM) make the gateway answer HTTPS on tls_port too
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_port: int = 8443
     service_ports: dict[str, int] = field(default_factory=lambda: dict(KNOWN_SERVICES))
     services: tuple[str, ...] = field(default_factory=installed_services)
     db_prefix: str = "shardz_"
@@ -103,6 +107,9 @@ class StackConfig:
             gateway_host=env.get("DEVSTACK_GATEWAY_HOST", "127.0.0.1"),
             gateway_port=int(env.get("PLATFORM_GATEWAY_PORT", "8080")),
             gateway_workers=int(env.get("DEVSTACK_GATEWAY_WORKERS", "1")),
+            tls_cert=env.get("DEVSTACK_TLS_CERT", ""),
+            tls_key=env.get("DEVSTACK_TLS_KEY", ""),
+            tls_port=int(env.get("DEVSTACK_TLS_PORT", "8443")),
             services=tuple(services.split(",")) if services else installed_services(),
             service_ports={
                 name: int(env.get(f"{name.upper()}_PORT", str(port)))
@@ -159,6 +166,8 @@ class StackConfig:
         ports = {f"{s} api": self.port(s) for s in self.services}
         ports.update({f"{s} api 2": self.api_ports(s)[1] for s in self.second_api_services()})
         ports["gateway"] = self.gateway_port
+        if self.tls_cert:
+            ports["gateway tls"] = self.tls_port
         ports["s3"] = self.seaweed.s3
         ports["seaweed master"] = self.seaweed.master
         ports["seaweed volume"] = self.seaweed.volume

@@ -62,6 +62,15 @@ def routes() -> list[Route]:
 
 
 @dataclass(frozen=True)
+class Tls:
+    """http-level TLS directives and each server's extra listen (the catch-all's first)."""
+
+    http: str = ""
+    listen: str = ""
+    listen_default: str = ""
+
+
+@dataclass(frozen=True)
 class Target:
     """What differs between the local, compose and Kubernetes gateways; the template reads
     these."""
@@ -74,6 +83,8 @@ class Target:
     problems: str
     dashboard_root: str
     auth_limit: str
+    api_docs_root: str = "/usr/share/nginx/api-docs"
+    tls: Tls = field(default_factory=lambda: Tls())
     auth_rate: int = AUTH_RATE_DEFAULT
     user_line: str = ""
     pid: str = ""
@@ -133,7 +144,9 @@ def render(config: StackConfig) -> str:
         mime_types=str(mime) if mime.exists() else str(GATEWAY_DIR / "mime.types"),
         problems=str(GATEWAY_DIR / "problems.conf"),
         dashboard_root=str(dashboard_root(config)),
+        api_docs_root=str(api_docs_root(config)),
         listen=f"{config.gateway_host}:{config.gateway_port}",
+        tls=_local_tls(config),
         base_domain=config.base_domain,
         auth_rate=rate,
         auth_limit=f"limit_req zone=auth burst={rate - 1} nodelay;",
@@ -146,17 +159,39 @@ def render(config: StackConfig) -> str:
     return _render(target)
 
 
+def _local_tls(config: StackConfig) -> Tls:
+    if not config.tls_cert:
+        return Tls()
+    listen = f"listen {config.gateway_host}:{config.tls_port} ssl"
+    return Tls(
+        http=f"ssl_certificate {config.tls_cert};\n    ssl_certificate_key {config.tls_key};",
+        listen=f"{listen};",
+        listen_default=f"{listen} default_server;",
+    )
+
+
+# In containers, gateway-env.sh (run by the image's entrypoint) writes these: empty unless a
+# certificate is mounted at /etc/nginx/tls/tls.crt (and tls.key).
+_CONTAINER_TLS = Tls(
+    listen="include /etc/nginx/conf.d/tls.listen;",
+    listen_default="include /etc/nginx/conf.d/tls.listen-default;",
+)
+
+
 def render_compose() -> str:
     """nginx.compose.conf: the same routes, pointed at compose's service names."""
     target = Target(
         kind="compose",
         worker_processes="auto",
+        pid="/tmp/nginx.pid",  # noqa: S108 (the container's tmpfs; it runs unprivileged)
+        temp_dir="/tmp",  # noqa: S108
         error_log="/dev/stderr",
         mime_types="/etc/nginx/mime.types",
         problems="/etc/nginx/problems.conf",
         dashboard_root="/usr/share/nginx/html",
         listen="8080",
         auth_limit="include /etc/nginx/conf.d/auth-limit.rules;",
+        tls=_CONTAINER_TLS,
         backends={name: f"{name}-api:{port}" for name, port in KNOWN_SERVICES.items()},
         hosts=_by_host(),
     )
@@ -178,6 +213,7 @@ def render_k8s() -> str:
         dashboard_root="/usr/share/nginx/html",
         listen="8080",
         auth_limit="include /etc/nginx/conf.d/auth-limit.rules;",
+        tls=_CONTAINER_TLS,
         upstreams={name: [f"{name}-api:{port}"] for name, port in KNOWN_SERVICES.items()},
         hosts=_by_host(),
     )
@@ -209,6 +245,32 @@ def dashboard_root(config: StackConfig) -> Path:
     for path in (target, *target.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return target
+
+
+def api_docs_root(config: StackConfig) -> Path:
+    """The API reference (web/api-docs, built with npm over docs/api/openapi.json) copied where
+    nginx's workers can read it."""
+    source = repo_root() / "web" / "api-docs"
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError("npm is needed to build the API reference: run scripts/bootstrap.sh")
+    installed = source / "node_modules" / ".package-lock.json"
+    lock = source / "package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        _npm(source, npm, "ci", "--no-audit", "--no-fund")
+    _npm(source, npm, "run", "build")
+    target = config.data_dir / "nginx" / "api-docs"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source / "dist", target)
+    for path in (target, *target.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return target
+
+
+def _npm(cwd: Path, *argv: str) -> None:
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)  # noqa: S603
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[1:])} failed in {cwd}:\n{done.stderr[-2000:]}")
 
 
 def write_config(config: StackConfig) -> Path:
