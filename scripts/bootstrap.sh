@@ -76,10 +76,8 @@ if [ -z "$(pg_major)" ]; then
     [ -n "$(pg_major)" ] || die "PostgreSQL >= $MIN_PG is needed; this release's is older (add the PGDG repository)"
 fi
 command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || apt_install rabbitmq-server
-
-# The web dashboard (web/dashboard) and the API reference (web/api-docs) build with node and
-# npm (Debian's are recent enough);
-# its browser tests (tests/e2e) drive Debian's Chromium.
+# The web pages the gateway serves (API reference, dashboard) are built with npm; the
+# dashboard's browser tests (tests/e2e) drive Debian's Chromium.
 if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
     apt_install nodejs npm
 fi

@@ -88,11 +88,23 @@ async def test_the_dashboard_journey(gateway: httpx.AsyncClient, stack: RunningS
         error = log.locator("pre.error").last
         await expect(error).to_contain_text("syntax error")
         await expect(error).to_contain_text("^")  # where PostgreSQL found it
-        await run_sql(page, "select pg_sleep(60);")
-        await expect(log.get_by_text("Running…")).to_be_visible()
-        await page.get_by_role("button", name=re.compile("^Cancel")).click()
-        await expect(log.locator("pre.error").last).to_contain_text("cancel", timeout=15_000)
-        await expect(log.get_by_text("Running…")).to_have_count(0)
+        # ↑ in the empty editor brings back the last statement
+        await page.keyboard.press("ArrowUp")
+        await expect(page.locator(".cm-content")).to_have_text("selec 1;")
+        await page.keyboard.press("Control+a")
+        await page.keyboard.press("Delete")
+        # a long statement is cancelled by Ctrl+C in the editor, then by the Cancel button
+        for cancel_by in ("ctrl-c", "button"):
+            await run_sql(page, "select pg_sleep(60);")
+            await expect(log.get_by_text("Running…")).to_be_visible()
+            if cancel_by == "ctrl-c":
+                await page.keyboard.press("Control+c")
+            else:
+                await page.get_by_role("button", name=re.compile("^Cancel")).click()
+            await expect(log.locator("pre.error").last).to_contain_text(
+                "canceling statement due to user request", timeout=15_000
+            )
+            await expect(log.get_by_text("Running…")).to_have_count(0)
         findings += await capture(page, "terminal")
         toggle = page.get_by_role("button", name="Switch light or dark theme")
         await toggle.click()  # the dark theme must pass the same contrast checks

@@ -197,5 +197,7 @@ async def test_paying_at_the_checkout_page_settles_through_paystacks_own_webhook
         page = await payer.get(url)
         assert page.status_code == 200 and "Pay" in page.text
         done = await payer.post(url, data={"outcome": "success"})
-        assert done.status_code == 200
+        # and is sent back to the dashboard's result page (BILLING_PAYSTACK_CALLBACK_URL)
+        assert done.status_code == 303
+        assert "/billing/result?reference=" in done.headers["location"]
     await wait_invoice_status(gateway, token, invoice["id"], "paid")

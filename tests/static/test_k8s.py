@@ -238,6 +238,8 @@ def test_the_k8s_gateway_config_is_rendered_from_the_route_table() -> None:
             "spec"
         ]["ports"]
     dockerfile = (ROOT / "deploy" / "docker" / "gateway.Dockerfile").read_text()
+    # the image carries the built dashboard, not its sources
+    assert "COPY --from=dashboard /src/dist/ /usr/share/nginx/html/" in dockerfile
     assert "deploy/gateway/nginx.k8s.conf /etc/nginx/nginx.conf" in dockerfile
     (deployment,) = [d for name, d in objects("Deployment").items() if name == "gateway"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]

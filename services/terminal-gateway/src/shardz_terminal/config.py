@@ -28,7 +28,7 @@ class TerminalSettings(ServiceSettings):
     history_flush_seconds: float = 0.5
     history_purge_interval_seconds: float = 3600.0
     # Origins a browser may open the terminal from; empty: the dashboard's
-    # (http(s)://dashboard.<base>[:gateway port]).
+    # (PLATFORM_DASHBOARD_ORIGIN, and http(s)://dashboard.<base>[:gateway port]).
     allowed_origins: str = ""
 
     def origins(self) -> set[str]:
@@ -36,7 +36,7 @@ class TerminalSettings(ServiceSettings):
             return {o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()}
         host = f"dashboard.{self.platform.base_domain}"
         port = self.platform.gateway_port
-        found = {f"https://{host}", f"http://{host}"}
+        found = {f"https://{host}", f"http://{host}", self.platform.dashboard_url()}
         if port not in (80, 443):
             found |= {f"http://{host}:{port}", f"https://{host}:{port}"}
         return found

@@ -1,6 +1,6 @@
 // Calls to the platform's public API (CONTRACT.md). The dashboard lives at dashboard.<base>;
 // the API and the terminal at api.<base> and terminal.<base> on the same port.
-import { accessToken } from "./session.svelte";
+import { accessToken, forget, refresh } from "./session.svelte";
 
 const rest = location.host.replace(/^dashboard\./, "");
 export const apiBase = `${location.protocol}//api.${rest}`;
@@ -31,7 +31,7 @@ export async function authHeaders(): Promise<Record<string, string>> {
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
-export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+export async function api<T>(method: string, path: string, body?: unknown, retried = false): Promise<T> {
   let resp: Response;
   try {
     resp = await fetch(apiBase + path, {
@@ -44,6 +44,11 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
     });
   } catch {
     throw new ApiError(0, "network", "The platform cannot be reached. Check your connection.");
+  }
+  if (resp.status === 401 && !retried) {
+    // the access token was refused (e.g. a signing key revoked): renew once, else sign out
+    if (await refresh()) return api<T>(method, path, body, true);
+    forget();
   }
   if (!resp.ok) throw await problemOf(resp);
   if (resp.status === 204 || resp.status === 202) return undefined as T;

@@ -46,21 +46,25 @@ async function accept(answer: TokenAnswer): Promise<void> {
 }
 
 async function me(): Promise<User | null> {
-  return api<User>("GET", "/v1/users/me");
+  // no retry: this runs inside a refresh, which a retry would wait for
+  return api<User>("GET", "/v1/users/me", undefined, true);
 }
 
-function forget(): void {
+export function forget(): void {
   token = null;
   expiresAt = 0;
   clearTimeout(timer);
   session.user = null;
 }
 
-/** One refresh at a time: a spent refresh token presented twice ends the whole session. */
+/** One refresh at a time, across tabs too (Web Locks): a spent refresh token presented twice
+ * ends the whole session, and every tab shares the one cookie. */
 export function refresh(): Promise<boolean> {
   inflight ??= (async () => {
     try {
-      const resp = await authCall("refresh");
+      const resp = await (navigator.locks
+        ? navigator.locks.request("shz-refresh", () => authCall("refresh"))
+        : authCall("refresh"));
       if (!resp.ok) {
         forget();
         return false;
