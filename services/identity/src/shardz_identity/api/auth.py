@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 
 from shardz_common.auth import AdminUser
 from shardz_common.db import SessionDep
-from shardz_common.errors import NotFound, Unauthenticated, ValidationFailed
+from shardz_common.errors import NotFound, Unauthenticated
 from shardz_common.openapi import problems
 from shardz_identity.api import session_cookie
 from shardz_identity.api.session_cookie import cookie_mode
@@ -83,8 +83,10 @@ async def logout(
 
 
 def _from_body(body: RefreshBody | None) -> str:
+    # the body is optional in the document (cookie mode has none): without one, and without
+    # the cookie, there is no session to speak of, as for a wrong token
     if body is None:
-        raise ValidationFailed("refresh_token is required", field="refresh_token")
+        raise Unauthenticated('no refresh token: send {"refresh_token"} or sign in again')
     return body.refresh_token
 
 
