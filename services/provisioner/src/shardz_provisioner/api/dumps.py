@@ -14,6 +14,7 @@ from starlette.background import BackgroundTask
 from shardz_common.auth import CurrentUser
 from shardz_common.db import ReadSessionDep, SessionDep
 from shardz_common.errors import Forbidden, Unavailable, ValidationFailed
+from shardz_common.openapi import problems
 from shardz_provisioner.api.schemas import (
     ExportOut,
     ImportFromObject,
@@ -42,7 +43,12 @@ _IMPORT_BODY = {
 }
 
 
-@router.post("/{database_id}/exports", status_code=202, response_model=JobStarted)
+@router.post(
+    "/{database_id}/exports",
+    status_code=202,
+    response_model=JobStarted,
+    responses=problems(403, 409, 429),
+)
 async def start_export(
     database_id: UUID, session: SessionDep, user: CurrentUser, settings: SettingsDep
 ) -> JobStarted:
@@ -61,7 +67,11 @@ async def show_export(
     return await dumps.show_export(session, settings, user, database_id, export_id)
 
 
-@router.get("/{database_id}/exports/{export_id}/download", response_class=Response)
+@router.get(
+    "/{database_id}/exports/{export_id}/download",
+    response_class=Response,
+    responses=problems(403),
+)
 async def download_export(
     database_id: UUID,
     export_id: UUID,
@@ -117,6 +127,7 @@ async def download_export(
     status_code=202,
     response_model=JobStarted,
     openapi_extra=_IMPORT_BODY,
+    responses=problems(403, 409, 413),
 )
 async def start_import(
     database_id: UUID,

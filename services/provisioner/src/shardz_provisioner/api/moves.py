@@ -8,13 +8,16 @@ from fastapi import APIRouter, Request
 
 from shardz_common.auth import AdminUser
 from shardz_common.db import SessionDep
+from shardz_common.openapi import problems
 from shardz_provisioner.domain.models import MoveIn, MoveList, MoveOut
 from shardz_provisioner.services import moves
 
 router = APIRouter(prefix="/v1/databases", tags=["moves"])
 
 
-@router.post("/{database_id}/move", status_code=202, response_model=MoveOut)
+@router.post(
+    "/{database_id}/move", status_code=202, response_model=MoveOut, responses=problems(409)
+)
 async def move_database(
     database_id: UUID, body: MoveIn, session: SessionDep, admin: AdminUser, request: Request
 ) -> MoveOut:

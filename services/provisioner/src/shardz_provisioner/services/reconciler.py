@@ -134,28 +134,23 @@ async def find_orphans(
         )
         # a move in flight owns the copy on its other cluster (the target before the
         # switch, the source until its grace period ends)
-        known += (
-            await s.execute(
-                select(
-                    Database.id,
-                    Move.to_cluster.label("cluster"),
-                    Database.db_name,
-                    Database.role_name,
-                )
-                .join(Move, Move.database_id == Database.id)
-                .where(Move.state.in_(("queued", "running")))
-                .union_all(
+        # (two queries, not a UNION: a compound select's rows do not carry the labels)
+        for side, states in (
+            (Move.to_cluster, ("queued", "running")),
+            (Move.from_cluster, ("switched",)),
+        ):
+            known += (
+                await s.execute(
                     select(
                         Database.id,
-                        Move.from_cluster.label("cluster"),
+                        side.label("cluster"),
                         Database.db_name,
                         Database.role_name,
                     )
                     .join(Move, Move.database_id == Database.id)
-                    .where(Move.state == "switched")
+                    .where(Move.state.in_(states))
                 )
-            )
-        ).all()
+            ).all()
     report = []
     for cluster in clusters:
         try:
