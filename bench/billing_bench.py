@@ -1,7 +1,7 @@
 """The daily billing run over 100,000 subscriptions vs its floor.
 
 Ours: `shardz_billing.services.runs.daily_run` (lines, one invoice per user, each invoice
-its own `invoice.due` record for the relay (ADR 0007), the overdue sweep) in one transaction,
+its own `invoice.due` record for the relay (ADR 0012), the overdue sweep) in one transaction,
 committed.
 Floor: one hand-written `INSERT … SELECT` that writes the same invoice lines (same periods,
 same pro rata amounts, a unique key) into a bare table, on the same database in the same

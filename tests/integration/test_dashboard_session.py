@@ -151,7 +151,9 @@ async def test_body_tokens_work_as_before_without_cookie_mode(gateway: httpx.Asy
         "/v1/auth/refresh", json={"refresh_token": resp.json()["refresh_token"]}
     )
     assert again.status_code == 200 and again.json()["refresh_token"]
-    assert_problem(await gateway.post("/v1/auth/refresh"), 422, "validation_error")
+    # no body and no cookie: no session at all (the body is optional in the document)
+    assert_problem(await gateway.post("/v1/auth/refresh"), 401, "unauthenticated")
+    assert_problem(await gateway.post("/v1/auth/refresh", json={}), 422, "validation_error")
 
 
 @pytest.mark.parametrize("path", ["/v1/databases", "/v1/storage/objects/a.txt", "/v1/api-keys"])

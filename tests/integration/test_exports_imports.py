@@ -1,4 +1,4 @@
-"""Exports and imports of a database by its owner (CONTRACT section 5, ADR 0007)."""
+"""Exports and imports of a database by its owner (CONTRACT section 5, ADR 0011)."""
 
 from __future__ import annotations
 

@@ -68,6 +68,17 @@ async def test_a_download_is_handed_to_the_gateway_with_the_services_headers(
     assert len(got.headers.get_list("content-type")) == 1
     assert not [h for h in got.headers if h.lower().startswith(STORE_HEADER_PREFIXES)]
 
+    # the dashboard downloads with fetch(): the CORS answer survives the handoff
+    dashboard = f"http://dashboard.{stack.base_domain}:{stack.env['PLATFORM_GATEWAY_PORT']}"
+    cors = await gateway.get(
+        "/v1/storage/objects/docs/r%C3%A9sum%C3%A9.pdf",
+        headers={**bearer(token), "Origin": dashboard},
+    )
+    assert cors.status_code == 200 and cors.content == data
+    assert cors.headers.get_list("access-control-allow-origin") == [dashboard]
+    assert "content-disposition" in cors.headers["access-control-expose-headers"].lower()
+    assert "access-control-allow-origin" not in got.headers  # no Origin, no CORS
+
     # The service itself answers with the handoff and no body: the bytes never cross it.
     port = stack.config.api_ports("storage")[0]
     direct = await _direct_get(port, "/v1/storage/objects/docs/r%C3%A9sum%C3%A9.pdf", token)

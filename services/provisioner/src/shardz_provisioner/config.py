@@ -52,7 +52,7 @@ class ProvisionerSettings(ServiceSettings):
     # pg_dump/pg_restore of PostgreSQL <major> live in <this>/<major>/bin (Debian's layout)
     pg_bin_root: str = "/usr/lib/postgresql"
 
-    # Exports and imports (services/dumps.py, ADR 0007). Dumps live in their own bucket of the
+    # Exports and imports (services/dumps.py, ADR 0011). Dumps live in their own bucket of the
     # platform's object store, apart from users' files (storage's sweeper owns its bucket).
     s3_endpoint: str = "http://127.0.0.1:8333"
     s3_access_key: str = ""

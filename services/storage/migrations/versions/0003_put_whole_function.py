@@ -14,7 +14,7 @@ depends_on = None
 # A small body (Content-Length up to STORAGE_WHOLE_BODY_MAX_BYTES) is already in the store
 # when this runs: the quota check, the usage, the index row and the replaced object's deletion
 # intent are one transaction, one round trip, instead of a reservation before and a commit
-# after (ADR 0007, storage data path). A refused body becomes a deletion intent in the same transaction. Lock
+# after (ADR 0010, storage data path). A refused body becomes a deletion intent in the same transaction. Lock
 # order: the space's row first, like every other writer.
 PUT_WHOLE = """
 CREATE OR REPLACE FUNCTION storage_put_whole(

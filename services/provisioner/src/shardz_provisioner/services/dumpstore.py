@@ -1,4 +1,4 @@
-"""The platform's dumps bucket: exports and uploaded import bodies (ADR 0007). Blocking
+"""The platform's dumps bucket: exports and uploaded import bodies (ADR 0011). Blocking
 boto3 calls: the worker runs them in a thread; the API wraps them with asyncio.to_thread.
 boto3 and botocore are imported on first use: they cost over a second of a process's start."""
 

@@ -1,4 +1,4 @@
-"""The steps of one move (ADR 0007). The record is the truth: until the switch it points at
+"""The steps of one move (ADR 0008). The record is the truth: until the switch it points at
 the source and only the source takes logins; the switch (one transaction with `db.moved`)
 points it at the target, whose role took logins just before. So a crash at any step leaves
 one copy that logs in, and the reconciler either rolls a dead move back (`rollback`) or, once

@@ -6,7 +6,7 @@ a thread per chunk or a copy of the body.
 Why aiohttp and the bare signer on the data path: a 4 KiB PUT cost ~1.3 ms of CPU through
 httpx/httpcore (anyio plumbing per request) against ~0.13 ms through aiohttp, and
 `generate_presigned_url` ~170 µs against ~70 µs for the same signature without boto3's
-event and endpoint machinery (measured on this machine, ADR 0007, storage data path)."""
+event and endpoint machinery (measured on this machine, ADR 0010, storage data path)."""
 
 from __future__ import annotations
 
