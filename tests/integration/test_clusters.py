@@ -181,14 +181,14 @@ async def test_a_cluster_whose_disk_is_nearly_full_takes_no_new_database(gateway
     registered with its disk size stops receiving databases once they leave less than the
     reserve (20 %) free, and new ones go where there is room (503 when nowhere)."""
     admin = await admin_token(gateway, stack.env)
-    small = stack.start_extra_cluster(index=5)
+    small = stack.start_extra_cluster(index=7)  # 5 and 6 are the moves tests'
     disk = 80 * 1024 * 1024  # an empty cluster's own databases take about 23 MB of it
-    reg = {**small.registration(), "name": "local-5", "capacity": 50, "disk_bytes": disk}
+    reg = {**small.registration(), "name": "local-7", "capacity": 50, "disk_bytes": disk}
     assert (await gateway.post("/v1/clusters", json=reg, headers=bearer(admin))).status_code == 201
     others = [
         n
         for n, c in (await clusters(gateway, admin)).items()
-        if n != "local-5" and c["status"] == "active"
+        if n != "local-7" and c["status"] == "active"
     ]
     user = await signup(gateway)
     token = user["access_token"]
@@ -205,11 +205,11 @@ async def test_a_cluster_whose_disk_is_nearly_full_takes_no_new_database(gateway
             )
 
         async def measured_full() -> bool:
-            state = (await clusters(gateway, admin))["local-5"]
+            state = (await clusters(gateway, admin))["local-7"]
             return (state["used_bytes"] or 0) > 0.8 * disk
 
         await wait_for(measured_full, timeout=30)
-        state = (await clusters(gateway, admin))["local-5"]
+        state = (await clusters(gateway, admin))["local-7"]
         assert state["disk_bytes"] == disk
         refused = await gateway.post(
             "/v1/databases", json={"name": "no-room"}, headers=bearer(token)
@@ -225,4 +225,4 @@ async def test_a_cluster_whose_disk_is_nearly_full_takes_no_new_database(gateway
     finally:
         for name in others:
             await gateway.post(f"/v1/clusters/{name}/activate", headers=bearer(admin))
-        await gateway.post("/v1/clusters/local-5/drain", headers=bearer(admin))
+        await gateway.post("/v1/clusters/local-7/drain", headers=bearer(admin))
