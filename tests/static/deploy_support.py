@@ -223,8 +223,10 @@ def nginx_check(conf_text: str, tmp_path: Path) -> subprocess.CompletedProcess[s
         check=True,
     )
     text = re.sub(r"server \w+-api:", "server 127.0.0.1:", conf_text)  # no cluster DNS here
+    # /tmp first: the checkout itself may live under /tmp (CI clones into mktemp -d)
+    text = text.replace(" /tmp/", f" {tmp_path}/")
     text = text.replace("/etc/nginx/problems.conf", str(GATEWAY_DIR / "problems.conf"))
-    text = text.replace(" /tmp/", f" {tmp_path}/").replace("/etc/nginx/conf.d", str(conf_d))
+    text = text.replace("/etc/nginx/conf.d", str(conf_d))
     conf = tmp_path / "nginx.conf"
     conf.write_text(text)
     return subprocess.run(

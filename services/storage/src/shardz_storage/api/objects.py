@@ -34,7 +34,13 @@ UPLOAD_FORM = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
-                    "properties": {"file": BINARY, "key": {"type": "string"}},
+                    # a form field is text whatever it spells ("false", "12"): no JSON type
+                    # to declare (a declared one only invites "wrong type" values that no
+                    # multipart body can carry)
+                    "properties": {
+                        "file": BINARY,
+                        "key": {"description": "the object key, as text; default: the file name"},
+                    },
                 }
             }
         },
