@@ -269,26 +269,14 @@ def api_docs_root(config: StackConfig) -> Path:
     """The API reference (web/api-docs, built with npm over docs/api/openapi.json) copied where
     nginx's workers can read it."""
     source = repo_root() / "web" / "api-docs"
-    npm = shutil.which("npm")
-    if npm is None:
-        raise RuntimeError("npm is needed to build the API reference: run scripts/bootstrap.sh")
-    installed = source / "node_modules" / ".package-lock.json"
-    lock = source / "package-lock.json"
-    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
-        _npm(source, npm, "ci", "--no-audit", "--no-fund")
-    _npm(source, npm, "run", "build")
     target = config.data_dir / "nginx" / "api-docs"
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(source / "dist", target)
+    with dashboard.build_lock(source):
+        dashboard.npm_build(source)
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source / "dist", target)
     for path in (target, *target.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return target
-
-
-def _npm(cwd: Path, *argv: str) -> None:
-    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)  # noqa: S603
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[1:])} failed in {cwd}:\n{done.stderr[-2000:]}")
 
 
 def write_config(config: StackConfig) -> Path:
